@@ -1,0 +1,148 @@
+//! Salt files: one bucket a line, line *i* being bucket index *i*.
+//!
+//! Two formats exist. The current one has 11 comma-separated fields, blank meaning absent:
+//! `id, last_updated_ms, current_salt, refresh_from_ms, previous_salt, current_key_id,
+//! current_key, current_key_salt, previous_key_id, previous_key, previous_key_salt`.
+//! The 2021 one has 3: `id, last_updated_ms, salt`. Both load; files are written in the current one.
+
+use super::{BucketKey, BucketSecret, SaltBucket};
+
+/// A salt file line that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("salt file line {line}: {reason}")]
+pub struct SaltFileError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// Parses a salt file of either format. Blank lines are skipped.
+pub fn parse_salt_file(text: &str) -> Result<Vec<SaltBucket>, SaltFileError> {
+    let mut buckets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        buckets.push(parse_line(line).map_err(|reason| SaltFileError {
+            line: n + 1,
+            reason,
+        })?);
+    }
+    Ok(buckets)
+}
+
+fn parse_line(line: &str) -> Result<SaltBucket, &'static str> {
+    let fields: Vec<&str> = line.split(',').collect();
+    if fields.len() != 3 && fields.len() != 11 {
+        return Err("expected 3 or 11 comma-separated fields");
+    }
+    let field = |i: usize| fields.get(i).copied().filter(|f| !f.is_empty());
+    let id = field(0)
+        .ok_or("missing bucket id")?
+        .parse::<u32>()
+        .map_err(|_| "bucket id is not a number")?;
+    let last_updated_ms = field(1)
+        .ok_or("missing last_updated")?
+        .parse::<i64>()
+        .map_err(|_| "last_updated is not a number")?;
+    let refresh_from_ms = field(3)
+        .map(|v| v.parse::<i64>().map_err(|_| "refresh_from is not a number"))
+        .transpose()?;
+    let key = |id_at: usize| -> Result<Option<BucketKey>, &'static str> {
+        match (field(id_at), field(id_at + 1)) {
+            (Some(key_id), Some(key)) => Ok(Some(BucketKey {
+                id: key_id.parse().map_err(|_| "key id is not a number")?,
+                key: key.to_owned(),
+                salt: field(id_at + 2).unwrap_or_default().to_owned(),
+            })),
+            _ => Ok(None),
+        }
+    };
+    let current = match (field(2), key(5)?) {
+        (Some(salt), _) => BucketSecret::Salt(salt.to_owned()),
+        (None, Some(key)) => BucketSecret::Key(key),
+        (None, None) => return Err("bucket has neither a salt nor key material"),
+    };
+    let previous = match (field(4), key(8)?) {
+        (Some(salt), _) => Some(BucketSecret::Salt(salt.to_owned())),
+        (None, Some(key)) => Some(BucketSecret::Key(key)),
+        (None, None) => None,
+    };
+    Ok(SaltBucket {
+        id,
+        last_updated_ms,
+        refresh_from_ms,
+        current,
+        previous,
+    })
+}
+
+/// Writes buckets in the current 11-field format, in order.
+pub fn write_salt_file<'a>(buckets: impl IntoIterator<Item = &'a SaltBucket>) -> String {
+    let mut out = String::new();
+    for b in buckets {
+        let (salt, key) = split(Some(&b.current));
+        let (prev_salt, prev_key) = split(b.previous.as_ref());
+        let key_fields = |k: Option<&BucketKey>| match k {
+            Some(k) => format!("{},{},{}", k.id, k.key, k.salt),
+            None => ",,".to_owned(),
+        };
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            b.id,
+            b.last_updated_ms,
+            salt.unwrap_or_default(),
+            b.refresh_from_ms.map(|v| v.to_string()).unwrap_or_default(),
+            prev_salt.unwrap_or_default(),
+            key_fields(key),
+            key_fields(prev_key),
+        ));
+    }
+    out
+}
+
+fn split(secret: Option<&BucketSecret>) -> (Option<&str>, Option<&BucketKey>) {
+    match secret {
+        Some(BucketSecret::Salt(s)) => (Some(s.as_str()), None),
+        Some(BucketSecret::Key(k)) => (None, Some(k)),
+        None => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_formats_load_and_the_current_one_round_trips() {
+        let old = "1000000,1614556800000,y5YitNf/KFtceipDz8nqsFVmBZsK3KY7s8bOVM4gMD4=\n";
+        let buckets = parse_salt_file(old).unwrap();
+        assert_eq!(buckets[0].id, 1_000_000);
+        assert_eq!(buckets[0].refresh_from_ms, None);
+        assert_eq!(
+            buckets[0].current,
+            BucketSecret::Salt("y5YitNf/KFtceipDz8nqsFVmBZsK3KY7s8bOVM4gMD4=".into())
+        );
+
+        let current = "1,10,,20,prev,7,kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk,ss,,,\n";
+        let buckets = parse_salt_file(current).unwrap();
+        assert!(matches!(&buckets[0].current, BucketSecret::Key(k) if k.id == 7 && k.salt == "ss"));
+        assert_eq!(buckets[0].previous, Some(BucketSecret::Salt("prev".into())));
+        assert_eq!(buckets[0].refresh_from_ms, Some(20));
+        assert_eq!(
+            parse_salt_file(&write_salt_file(&buckets)).unwrap(),
+            buckets
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_their_line_number() {
+        let err = parse_salt_file("1,2,s\nx,2,s\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(parse_salt_file("1,2").is_err());
+        assert!(parse_salt_file("1,2,,,,,,,,,").is_err());
+        assert!(parse_salt_file("1,notanumber,s").is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! Tokens: advertising tokens (decode v2/v3/v4, encode v3/v4) and refresh tokens (v3, and v2
+//! decode), plus the pieces both carry: the identity header byte, privacy bits and the operator
+//! and publisher identities.
+//!
+//! The operator issues v4 advertising tokens and v3 refresh tokens; everything older is decoded
+//! only, because tokens minted by older operators are still in circulation.
+
+pub mod advertising;
+pub mod refresh;
+
+pub use advertising::{AdvertisingToken, AdvertisingTokenV2, DecodedAdvertisingToken};
+pub use refresh::RefreshToken;
+
+use crate::codec::{Reader, Writer};
+use crate::identity::{IdentityScope, IdentityType};
+
+/// Token format versions (the version byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenVersion {
+    /// Legacy AES-CBC token (first byte 2).
+    V2 = 2,
+    /// AES-GCM token in standard base64 (version byte 112).
+    V3 = 112,
+    /// AES-GCM token in unpadded base64url (version byte 128): what operators issue today.
+    V4 = 128,
+}
+
+/// A token that could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not valid token text or bytes: bad base64, truncated, wrong lengths.
+    #[error("malformed token")]
+    Malformed,
+    /// A version byte this implementation does not know.
+    #[error("unsupported token version")]
+    UnsupportedVersion,
+    /// The key that encrypted the outer layer is not known (for refresh tokens: the refresh key).
+    #[error("unknown master key {0}")]
+    UnknownMasterKey(u32),
+    /// The key that encrypted the inner (site) layer is not known.
+    #[error("unknown site key {0}")]
+    UnknownSiteKey(u32),
+    /// A layer did not authenticate: wrong key or tampered token.
+    #[error("token does not decrypt")]
+    DecryptionFailed,
+    /// The token expired before `now`.
+    #[error("token expired at {expires_ms}")]
+    Expired {
+        /// When it expired (ms).
+        expires_ms: i64,
+    },
+    /// The identity scope/type inside the token disagrees with its header byte.
+    #[error("identity scope/type mismatch")]
+    IdentityMismatch,
+}
+
+/// The identity header byte: `(scope << 4) | (type << 2) | 3`.
+///
+/// Decoders ignore the low two bits (the Java SDK's test tokens have them clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdentityHeader {
+    /// UID2 or EUID.
+    pub scope: IdentityScope,
+    /// Email or phone.
+    pub identity_type: IdentityType,
+}
+
+impl IdentityHeader {
+    /// The header byte.
+    pub fn to_byte(self) -> u8 {
+        (self.scope.code() << 4) | (self.identity_type.code() << 2) | 3
+    }
+
+    /// Reads a header byte.
+    pub fn from_byte(b: u8) -> Self {
+        Self {
+            scope: IdentityScope::from_code((b & 0x10) >> 4),
+            identity_type: IdentityType::from_code((b & 0x0f) >> 2),
+        }
+    }
+}
+
+/// The privacy bits of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PrivacyBits(pub u32);
+
+impl PrivacyBits {
+    /// Bit 0, set on every token generated since the bits were introduced.
+    pub const LEGACY: u32 = 1;
+    /// Bit 1: generated client-side (CSTG); SDKs check the page domain of such tokens.
+    pub const CLIENT_SIDE_GENERATED: u32 = 1 << 1;
+    /// Bit 2: historic CSTG opt-out marker.
+    pub const CSTG_OPTOUT: u32 = 1 << 2;
+
+    /// What `/v2/token/generate` writes.
+    pub const SERVER_SIDE: PrivacyBits = PrivacyBits(Self::LEGACY);
+    /// What `/v2/token/client-generate` writes.
+    pub const CLIENT_SIDE: PrivacyBits = PrivacyBits(Self::LEGACY | Self::CLIENT_SIDE_GENERATED);
+
+    /// Whether the token was generated client-side.
+    pub fn is_client_side_generated(self) -> bool {
+        self.0 & Self::CLIENT_SIDE_GENERATED != 0
+    }
+}
+
+/// Which operator minted a token (13 bytes in the layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OperatorIdentity {
+    /// Operator site id (0 for every public operator).
+    pub site_id: i32,
+    /// Operator type (1 = service).
+    pub operator_type: u8,
+    /// Operator version (0).
+    pub version: i32,
+    /// Operator key id (0).
+    pub key_id: i32,
+}
+
+impl Default for OperatorIdentity {
+    /// What every official operator writes: `(0, Service, 0, 0)`.
+    fn default() -> Self {
+        Self {
+            site_id: 0,
+            operator_type: 1,
+            version: 0,
+            key_id: 0,
+        }
+    }
+}
+
+impl OperatorIdentity {
+    const LEN: usize = 13;
+
+    fn write(&self, w: &mut Writer<'_>) {
+        w.i32(self.site_id)
+            .u8(self.operator_type)
+            .i32(self.version)
+            .i32(self.key_id);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        Some(Self {
+            site_id: r.i32()?,
+            operator_type: r.u8()?,
+            version: r.i32()?,
+            key_id: r.i32()?,
+        })
+    }
+}
+
+/// Which publisher a token was minted for (16 bytes in the layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PublisherIdentity {
+    /// The publisher's site id.
+    pub site_id: i32,
+    /// Publisher id (0).
+    pub publisher_id: i64,
+    /// Client key id (0).
+    pub client_key_id: i32,
+}
+
+impl PublisherIdentity {
+    const LEN: usize = 16;
+
+    /// A publisher identity for `site_id`, as operators write it.
+    pub fn for_site(site_id: i32) -> Self {
+        Self {
+            site_id,
+            publisher_id: 0,
+            client_key_id: 0,
+        }
+    }
+
+    fn write(&self, w: &mut Writer<'_>) {
+        w.i32(self.site_id)
+            .i64(self.publisher_id)
+            .i32(self.client_key_id);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        Some(Self {
+            site_id: r.i32()?,
+            publisher_id: r.i64()?,
+            client_key_id: r.i32()?,
+        })
+    }
+}
+
+/// Reads the first three bytes of a token from its first four characters, choosing base64url
+/// when they contain `-` or `_`, as every official decoder does.
+pub(crate) fn sniff_prefix(text: &str) -> Result<[u8; 3], TokenError> {
+    let head = text.get(..4).ok_or(TokenError::Malformed)?;
+    let mut out = [0u8; 3];
+    let n = if head.contains(['-', '_']) {
+        crate::encoding::base64url_decode_into(head, &mut out)
+    } else {
+        crate::encoding::base64_decode_into(head, &mut out)
+    }
+    .map_err(|_| TokenError::Malformed)?;
+    if n != 3 {
+        return Err(TokenError::Malformed);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_give_the_familiar_prefixes() {
+        let cases = [
+            (IdentityScope::Uid2, IdentityType::Email, 0x03),
+            (IdentityScope::Uid2, IdentityType::Phone, 0x07),
+            (IdentityScope::Euid, IdentityType::Email, 0x13),
+            (IdentityScope::Euid, IdentityType::Phone, 0x17),
+        ];
+        for (scope, identity_type, byte) in cases {
+            let header = IdentityHeader {
+                scope,
+                identity_type,
+            };
+            assert_eq!(header.to_byte(), byte);
+            assert_eq!(IdentityHeader::from_byte(byte), header);
+            assert_eq!(IdentityHeader::from_byte(byte & !3), header);
+        }
+    }
+
+    #[test]
+    fn sniffing_needs_four_characters() {
+        assert_eq!(sniff_prefix("AIA"), Err(TokenError::Malformed));
+        assert_eq!(sniff_prefix("A4AA").unwrap()[1], 128);
+        assert_eq!(sniff_prefix("A3AA").unwrap()[1], 112);
+        assert_eq!(sniff_prefix("é"), Err(TokenError::Malformed));
+    }
+}

@@ -1,0 +1,462 @@
+//! The JSON of every operator request and response, as the official SDKs write and read it.
+//!
+//! Request types are lenient where the official operator is (unknown fields ignored, except on
+//! `/v3/identity/map`), and strict about types: a string where an array belongs is a client error,
+//! never a crash. Response types serialise exactly the fields the SDKs look for.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The `status` of every response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseStatus {
+    /// HTTP 200 with a body.
+    Success,
+    /// HTTP 200: the identity has opted out.
+    Optout,
+    /// HTTP 200: EUID consent string lacks consent.
+    InsufficientUserConsent,
+    /// HTTP 400: bad input.
+    ClientError,
+    /// HTTP 400: undecodable token (authenticated callers).
+    InvalidToken,
+    /// HTTP 400: expired refresh token (authenticated callers).
+    ExpiredToken,
+    /// HTTP 400: refresh failure for an unauthenticated caller (browsers).
+    Error,
+    /// HTTP 401: unknown or disabled API key, or a role not granted.
+    Unauthorized,
+    /// HTTP 401: a client whose site cannot hold keys.
+    InvalidClient,
+    /// HTTP 403: CSTG from an origin not among the site's domains.
+    InvalidHttpOrigin,
+    /// HTTP 403: CSTG from an app not among the site's app names.
+    InvalidAppName,
+    /// HTTP 500/503: the operator cannot serve (never for bad input).
+    Unknown,
+}
+
+impl ResponseStatus {
+    /// The JSON string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Optout => "optout",
+            Self::InsufficientUserConsent => "insufficient_user_consent",
+            Self::ClientError => "client_error",
+            Self::InvalidToken => "invalid_token",
+            Self::ExpiredToken => "expired_token",
+            Self::Error => "error",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidHttpOrigin => "invalid_http_origin",
+            Self::InvalidAppName => "invalid_app_name",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// `{"status": …, "body": …}`: every successful response (decrypted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// The status.
+    pub status: ResponseStatus,
+    /// The body.
+    pub body: T,
+}
+
+/// `{"status": …, "message": …}`: errors and bodiless answers such as `optout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusOnly {
+    /// The status.
+    pub status: ResponseStatus,
+    /// A human-readable reason (absent on `optout` and on the auth 401).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A response of unknown outcome, as SDKs first read it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AnyResponse {
+    /// The status.
+    pub status: ResponseStatus,
+    /// The body, when present.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// The message, when present.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The identity returned by generate, refresh and client-side generate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityTokens {
+    /// The advertising token (v4).
+    pub advertising_token: String,
+    /// The refresh token: the 388-character wrapper in v2, the bare token in v1.
+    pub refresh_token: String,
+    /// When the advertising token expires (ms).
+    pub identity_expires: i64,
+    /// When the refresh token expires (ms).
+    pub refresh_expires: i64,
+    /// When to start refreshing (ms).
+    pub refresh_from: i64,
+    /// Key that seals the refresh response (base64, 32 bytes); v2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_response_key: Option<String>,
+}
+
+/// The request of `/v2/token/generate` (and the identity part of validate and logout).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRequest {
+    /// A raw email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Base64 (or hex) SHA-256 of a normalised email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<String>,
+    /// An E.164 phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Base64 (or hex) SHA-256 of a phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_hash: Option<String>,
+    /// EUID only: a TCF consent string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcf_consent_string: Option<String>,
+}
+
+/// The request of `/v2/token/validate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateRequest {
+    /// The advertising token to check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The identity it should carry.
+    #[serde(flatten)]
+    pub identity: IdentityRequest,
+}
+
+/// The body of a successful `/v2/token/logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutResponse {
+    /// Always `"OK"`.
+    pub optout: String,
+}
+
+/// The request of `/v2/identity/map`: exactly one non-empty list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityMapV2Request {
+    /// Raw emails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Vec<String>>,
+    /// Email hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<Vec<String>>,
+    /// Phone numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Vec<String>>,
+    /// Phone hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_hash: Option<Vec<String>>,
+}
+
+/// A mapped identity of `/v2/identity/map`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappedIdentityV2 {
+    /// The input exactly as sent.
+    pub identifier: String,
+    /// The raw UID (base64).
+    pub advertising_id: String,
+    /// The salt bucket id.
+    pub bucket_id: String,
+}
+
+/// An identity `/v2/identity/map` could not map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmappedIdentityV2 {
+    /// The input exactly as sent.
+    pub identifier: String,
+    /// `optout` or `invalid identifier`.
+    pub reason: String,
+}
+
+/// The body of `/v2/identity/map`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityMapV2Response {
+    /// Mapped identities, in input order.
+    pub mapped: Vec<MappedIdentityV2>,
+    /// Unmapped identities, in input order (omitted when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped: Vec<UnmappedIdentityV2>,
+}
+
+/// The request of `/v3/identity/map`: any of the four lists; unknown fields are an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityMapV3Request {
+    /// Raw emails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Vec<String>>,
+    /// Email hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<Vec<String>>,
+    /// Phone numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Vec<String>>,
+    /// Phone hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_hash: Option<Vec<String>>,
+}
+
+/// One entry of a `/v3/identity/map` response list, positionally aligned with the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IdentityMapV3Entry {
+    /// A mapped identity.
+    Mapped {
+        /// Current raw UID (base64).
+        u: String,
+        /// Previous raw UID (base64), or null; always present.
+        p: Option<String>,
+        /// Refresh-from, Unix **seconds**.
+        r: i64,
+    },
+    /// An identity that could not be mapped.
+    Unmapped {
+        /// `optout` or `invalid identifier`.
+        e: String,
+    },
+}
+
+/// The body of `/v3/identity/map`: all four lists always present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityMapV3Response {
+    /// Results for `email`.
+    pub email: Vec<IdentityMapV3Entry>,
+    /// Results for `email_hash`.
+    pub email_hash: Vec<IdentityMapV3Entry>,
+    /// Results for `phone`.
+    pub phone: Vec<IdentityMapV3Entry>,
+    /// Results for `phone_hash`.
+    pub phone_hash: Vec<IdentityMapV3Entry>,
+}
+
+/// The request of `/v2/identity/buckets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketsRequest {
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction]`, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_timestamp: Option<String>,
+}
+
+/// One entry of the `/v2/identity/buckets` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEntry {
+    /// The salt bucket id.
+    pub bucket_id: String,
+    /// `yyyy-MM-ddTHH:mm:ss.SSS`, UTC.
+    pub last_updated: String,
+}
+
+/// The request of `/v2/optout/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptoutStatusRequest {
+    /// Raw UIDs (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertising_ids: Option<Vec<String>>,
+}
+
+/// An opted-out raw UID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptedOut {
+    /// The raw UID as sent.
+    pub advertising_id: String,
+    /// When it opted out (ms, second precision).
+    pub opted_out_since: i64,
+}
+
+/// The body of `/v2/optout/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptoutStatusResponse {
+    /// Only the opted-out ones.
+    pub opted_out: Vec<OptedOut>,
+}
+
+/// A key as `/v2/key/sharing` and `/v2/key/bidstream` hand it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyJson {
+    /// Key id.
+    pub id: u32,
+    /// Creation (s).
+    pub created: i64,
+    /// Activation (s).
+    pub activates: i64,
+    /// Expiry (s).
+    pub expires: i64,
+    /// Base64 of the 32-byte secret.
+    pub secret: String,
+    /// Owning site (`/v2/key/latest` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<i32>,
+    /// Keyset (sharing: the caller's own keys and the master keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyset_id: Option<i32>,
+}
+
+/// Domain names (and app names) of a site, for checking client-side generated tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteData {
+    /// Site id.
+    pub id: i32,
+    /// Sorted domain (and app) names.
+    pub domain_names: Vec<String>,
+}
+
+/// The body of `/v2/key/sharing` and `/v2/key/bidstream`; each fills the fields it defines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysResponse {
+    /// Sharing: the caller's site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_site_id: Option<i32>,
+    /// Sharing: always 9999999.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_keyset_id: Option<i32>,
+    /// Sharing: the caller site's default keyset, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_keyset_id: Option<i32>,
+    /// Sharing: lifetime of sharing tokens, a **string** in the official operator.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_string"
+    )]
+    pub token_expiry_seconds: Option<String>,
+    /// Sharing (SHARER callers): longest accepted sharing-token lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sharing_lifetime_seconds: Option<i64>,
+    /// Bidstream: longest accepted advertising-token lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bidstream_lifetime_seconds: Option<i64>,
+    /// `"UID2"` or `"EUID"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_scope: Option<String>,
+    /// Clock skew SDKs tolerate on token creation times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_clock_skew_seconds: Option<i64>,
+    /// The keys, sorted by id.
+    pub keys: Vec<KeyJson>,
+    /// Domains of sites with client-side generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_data: Option<Vec<SiteData>>,
+}
+
+fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(i64),
+        String(String),
+    }
+    Ok(Option::<NumberOrString>::deserialize(d)?.map(|v| match v {
+        NumberOrString::Number(n) => n.to_string(),
+        NumberOrString::String(s) => s,
+    }))
+}
+
+/// The request of `/v2/token/client-generate` (plain JSON, not an envelope).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CstgRequest {
+    /// Base64 of ciphertext ‖ tag.
+    #[serde(default)]
+    pub payload: String,
+    /// Base64 of the 12-byte IV.
+    #[serde(default)]
+    pub iv: String,
+    /// Base64 SPKI of the client's ephemeral P-256 key.
+    #[serde(default)]
+    pub public_key: String,
+    /// Client time (ms); only used in the AAD.
+    #[serde(default)]
+    pub timestamp: i64,
+    /// The publisher's CSTG subscription.
+    #[serde(default)]
+    pub subscription_id: String,
+    /// Mobile apps: the app name (also in the AAD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+}
+
+/// The decrypted payload of a CSTG request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CstgPayload {
+    /// Email hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<String>,
+    /// Phone hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_hash: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v3_entries_serialise_with_null_previous() {
+        let mapped = IdentityMapV3Entry::Mapped {
+            u: "u".into(),
+            p: None,
+            r: 5,
+        };
+        assert_eq!(
+            serde_json::to_string(&mapped).unwrap(),
+            r#"{"u":"u","p":null,"r":5}"#
+        );
+        let unmapped = IdentityMapV3Entry::Unmapped { e: "optout".into() };
+        assert_eq!(
+            serde_json::to_string(&unmapped).unwrap(),
+            r#"{"e":"optout"}"#
+        );
+        let back: IdentityMapV3Entry = serde_json::from_str(r#"{"u":"u","p":null,"r":5}"#).unwrap();
+        assert_eq!(back, mapped);
+    }
+
+    #[test]
+    fn token_expiry_seconds_reads_as_string_or_number() {
+        let a: KeysResponse =
+            serde_json::from_str(r#"{"keys":[],"token_expiry_seconds":"2592000"}"#).unwrap();
+        let b: KeysResponse =
+            serde_json::from_str(r#"{"keys":[],"token_expiry_seconds":2592000}"#).unwrap();
+        assert_eq!(a.token_expiry_seconds.as_deref(), Some("2592000"));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn v3_request_rejects_unknown_fields_and_wrong_types() {
+        assert!(
+            serde_json::from_str::<IdentityMapV3Request>(r#"{"email":["a"],"link_id":"x"}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<IdentityMapV3Request>(r#"{"email":"a"}"#).is_err());
+        assert!(serde_json::from_str::<IdentityMapV3Request>(r#"{"email":[null]}"#).is_err());
+        assert!(
+            serde_json::from_str::<IdentityMapV2Request>(r#"{"email":["a"],"link_id":"x"}"#)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn statuses_serialise_as_the_official_strings() {
+        for status in [
+            ResponseStatus::InvalidHttpOrigin,
+            ResponseStatus::ClientError,
+            ResponseStatus::Optout,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{}\"", status.as_str())
+            );
+        }
+    }
+}

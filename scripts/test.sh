@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of uid2-rs on a fresh machine: formatting and lints, the Rust unit and
+# integration tests, the conformance suite against the official Python SDK, and the browser SDK's
+# unit tests. Installs what it needs (Python venv with the pinned SDK) idempotently.
+#
+#   ./scripts/test.sh            everything
+#   SKIP_LINT=1 ./scripts/test.sh    skip cargo fmt/clippy
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- prerequisites -------------------------------------------------------------------------------
+step "python environment (.venv with the official uid2-client)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import uid2_client, pytest" 2>/dev/null \
+   || ! .venv/bin/pip freeze 2>/dev/null | grep -qi "^uid2.client==2.9.0"; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+
+# ---- Rust -----------------------------------------------------------------------------------------
+if [ -z "${SKIP_LINT:-}" ]; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy"
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+fi
+
+step "cargo build (workspace, all targets)"
+cargo build --workspace --all-targets --quiet
+
+step "cargo test"
+cargo test --workspace --quiet
+
+# ---- conformance with the official SDKs -----------------------------------------------------------
+step "python conformance suite (official uid2-client)"
+.venv/bin/python -m pytest -q tests/python
+
+# ---- browser SDK -----------------------------------------------------------------------------------
+step "browser SDK unit tests (node:test)"
+node --test --test-reporter=dot sdk/js/test/
+
+step "all tests passed"
