@@ -148,24 +148,43 @@ impl SaltTable {
         buckets: impl IntoIterator<Item = &'a SaltBucket>,
     ) -> Result<Self, SaltTableError> {
         let buckets = buckets.into_iter();
-        let mut table = SaltTable {
-            buckets: Vec::with_capacity(buckets.size_hint().0),
-            arena: String::with_capacity(buckets.size_hint().0 * 44),
-            keys: Vec::new(),
-        };
+        let mut table = Self::with_capacity(buckets.size_hint().0);
         for b in buckets {
-            let current = table.pack(b.id, Some(&b.current))?;
-            let previous = table.pack(b.id, b.previous.as_ref())?;
-            table.buckets.push(PackedBucket {
-                id: b.id,
-                last_updated_ms: b.last_updated_ms,
-                refresh_from_ms: b.refresh_from_ms.unwrap_or(NO_REFRESH_FROM),
-                current,
-                previous,
-            });
+            table.push(b)?;
         }
-        table.arena.shrink_to_fit();
-        Ok(table)
+        Ok(table.finish())
+    }
+
+    /// An empty table with room for `buckets` buckets, to be filled with [`push`](Self::push)
+    /// (loading a million buckets chunk by chunk never holds them all as owned records).
+    pub fn with_capacity(buckets: usize) -> Self {
+        SaltTable {
+            buckets: Vec::with_capacity(buckets),
+            arena: String::with_capacity(buckets * 44),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Appends a bucket at the next index.
+    pub fn push(&mut self, b: &SaltBucket) -> Result<(), SaltTableError> {
+        let current = self.pack(b.id, Some(&b.current))?;
+        let previous = self.pack(b.id, b.previous.as_ref())?;
+        self.buckets.push(PackedBucket {
+            id: b.id,
+            last_updated_ms: b.last_updated_ms,
+            refresh_from_ms: b.refresh_from_ms.unwrap_or(NO_REFRESH_FROM),
+            current,
+            previous,
+        });
+        Ok(())
+    }
+
+    /// Releases spare capacity once filling is done.
+    pub fn finish(mut self) -> Self {
+        self.buckets.shrink_to_fit();
+        self.arena.shrink_to_fit();
+        self.keys.shrink_to_fit();
+        self
     }
 
     fn push_text(&mut self, text: &str) -> Span {

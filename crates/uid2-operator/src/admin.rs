@@ -1,0 +1,385 @@
+//! Administration: creating clients, sites, keys, salts, CSTG key pairs and opt-outs in a store,
+//! and bootstrapping an empty store. Used by the CLI and by `uid2 serve` on first start.
+
+use uid2_proto::CryptoRng;
+use uid2_proto::cipher::sha512;
+use uid2_proto::cstg::CstgKeyPair;
+use uid2_proto::encoding::base64_encode;
+use uid2_proto::identity::HashedIdentity;
+use uid2_proto::key::{
+    FALLBACK_PUBLISHER_KEYSET_ID, FALLBACK_PUBLISHER_SITE_ID, MASTER_KEYSET_ID, MASTER_SITE_ID,
+    REFRESH_KEYSET_ID, REFRESH_SITE_ID,
+};
+use uid2_proto::salt::{BucketSecret, FirstLevelHash, SaltBucket};
+use uid2_store::{
+    ClientRecord, CstgKeypairRecord, InitialState, KeyRecord, KeysetRecord, OptOutRecord, Role,
+    SaltMeta, SaltState, SiteRecord, Store, StoreError,
+};
+
+use crate::clients::lookup_hash;
+use crate::config::OperatorConfig;
+
+/// How long a new key stays valid.
+pub const KEY_LIFETIME_S: i64 = 365 * 86_400;
+/// New keys activate this long before "now", so operators whose clocks lag slightly agree.
+const KEY_ACTIVATION_BACKDATE_S: i64 = 60;
+/// Bucket refresh-from step (the official rotation moves it in 30-day steps).
+const BUCKET_REFRESH_STEP_MS: i64 = 30 * 86_400_000;
+/// The site of the demo publisher created on an empty store.
+pub const DEMO_SITE_ID: i32 = 999;
+/// First id of generated salt buckets (as in the official fixtures).
+const FIRST_BUCKET_ID: u32 = 1_000_000;
+
+/// An administrative action that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+const KEY_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn random_text(rng: &mut (impl CryptoRng + ?Sized), alphabet: &[u8], len: usize) -> String {
+    (0..len)
+        .map(|_| {
+            // Rejection sampling keeps every character equally likely.
+            let limit = 256 - 256 % alphabet.len();
+            loop {
+                let b = (rng.next_u32() & 0xff) as usize;
+                if b < limit {
+                    return alphabet[b % alphabet.len()] as char;
+                }
+            }
+        })
+        .collect()
+}
+
+fn random_b64(rng: &mut (impl CryptoRng + ?Sized), bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rng.fill_bytes(&mut buf);
+    base64_encode(&buf)
+}
+
+fn random_secret(rng: &mut (impl CryptoRng + ?Sized)) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    rng.fill_bytes(&mut s);
+    s
+}
+
+/// A client just created: the key and secret exist only here, never in the store.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// The stored record.
+    pub record: ClientRecord,
+    /// The API key (`UID2-C-L-999-abcdef.…`).
+    pub api_key: String,
+    /// The client secret, base64.
+    pub secret: String,
+}
+
+/// Makes a client with a fresh API key and secret.
+pub fn make_client(
+    pepper: &str,
+    config: &OperatorConfig,
+    name: &str,
+    site_id: i32,
+    roles: Vec<Role>,
+    now_s: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> NewClient {
+    let key_id = format!(
+        "{}-C-{}-{}-{}",
+        config.scope_prefix(),
+        config.key_environment_letter(),
+        site_id,
+        random_text(rng, KEY_CHARS, 6)
+    );
+    let api_key = format!("{key_id}.{}", random_text(rng, SECRET_CHARS, 38));
+    let secret = random_secret(rng);
+    let mut salt = [0u8; 32];
+    rng.fill_bytes(&mut salt);
+    let record = ClientRecord {
+        key_id,
+        name: name.to_owned(),
+        site_id,
+        roles,
+        secret,
+        lookup_hash: lookup_hash(pepper, &api_key),
+        key_salt: base64_encode(&salt),
+        key_hash: base64_encode(&sha512(&[&salt, api_key.as_bytes()])),
+        disabled: false,
+        created_s: now_s,
+    };
+    NewClient {
+        record,
+        api_key,
+        secret: base64_encode(&secret),
+    }
+}
+
+fn keyset(id: i32, site_id: i32, name: &str, now_s: i64) -> KeysetRecord {
+    KeysetRecord {
+        id,
+        site_id,
+        name: name.to_owned(),
+        allowed_sites: None,
+        enabled: true,
+        is_default: true,
+        created_s: now_s,
+    }
+}
+
+/// A key for `keyset_id` activating at `activates_s`.
+pub fn make_key(
+    id: u32,
+    keyset_id: i32,
+    activates_s: i64,
+    now_s: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> KeyRecord {
+    KeyRecord {
+        id,
+        keyset_id,
+        secret: random_secret(rng),
+        created_s: now_s,
+        activates_s,
+        expires_s: activates_s + KEY_LIFETIME_S,
+    }
+}
+
+/// Generates `count` salt buckets.
+pub fn make_salt_buckets(
+    count: usize,
+    now_ms: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Vec<SaltBucket> {
+    (0..count)
+        .map(|i| SaltBucket {
+            id: FIRST_BUCKET_ID + i as u32,
+            last_updated_ms: now_ms,
+            refresh_from_ms: Some(now_ms + BUCKET_REFRESH_STEP_MS),
+            current: BucketSecret::Salt(random_b64(rng, 32)),
+            previous: None,
+        })
+        .collect()
+}
+
+/// A new CSTG key pair record for `site_id`, and the subscription id and public key publishers use.
+pub fn make_cstg_keypair(
+    config: &OperatorConfig,
+    site_id: i32,
+    now_s: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> CstgKeypairRecord {
+    let pair = CstgKeyPair::generate(rng);
+    let scope = config.scope_prefix();
+    let env = config.key_environment_letter();
+    CstgKeypairRecord {
+        subscription_id: random_text(rng, KEY_CHARS, 10),
+        site_id,
+        public_key: pair.public_key_text(&format!("{scope}-X-{env}-")),
+        private_key: pair.private_key_text(&format!("{scope}-Y-{env}-")),
+        disabled: false,
+        created_s: now_s,
+    }
+}
+
+/// What bootstrapping created, for printing once.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The demo publisher client (every role).
+    pub demo_client: NewClient,
+    /// The demo site's CSTG key pair.
+    pub demo_cstg: CstgKeypairRecord,
+}
+
+/// Initialises an empty store: salts, master/refresh/fallback keysets and keys, a demo site with
+/// its own keyset, a demo client with every role and a CSTG key pair. Returns `None` when the
+/// store was already initialised (by this or another operator).
+pub async fn ensure_initialized(
+    store: &dyn Store,
+    config: &OperatorConfig,
+    bucket_count: usize,
+    now_ms: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<Option<Bootstrap>, AdminError> {
+    if store.is_initialized().await? {
+        return Ok(None);
+    }
+    if bucket_count == 0 {
+        return Err(AdminError::Invalid(
+            "the salt table needs at least one bucket".into(),
+        ));
+    }
+    let now_s = now_ms / 1000;
+    let activates = now_s - KEY_ACTIVATION_BACKDATE_S;
+    let pepper = random_b64(rng, 32);
+    let keysets = vec![
+        keyset(MASTER_KEYSET_ID, MASTER_SITE_ID, "master", now_s),
+        keyset(REFRESH_KEYSET_ID, REFRESH_SITE_ID, "refresh", now_s),
+        keyset(
+            FALLBACK_PUBLISHER_KEYSET_ID,
+            FALLBACK_PUBLISHER_SITE_ID,
+            "fallback publisher",
+            now_s,
+        ),
+        keyset(3, DEMO_SITE_ID, "demo publisher", now_s),
+    ];
+    let keys = keysets
+        .iter()
+        .enumerate()
+        .map(|(i, ks)| make_key(i as u32 + 1, ks.id, activates, now_s, rng))
+        .collect();
+    let demo_client = make_client(
+        &pepper,
+        config,
+        "demo",
+        DEMO_SITE_ID,
+        Role::ALL.to_vec(),
+        now_s,
+        rng,
+    );
+    let demo_cstg = make_cstg_keypair(config, DEMO_SITE_ID, now_s, rng);
+    let state = InitialState {
+        salts: SaltState {
+            meta: SaltMeta {
+                first_level_salt: random_b64(rng, 32),
+                id_prefix: "b".into(),
+                id_secret: random_b64(rng, 32),
+            },
+            buckets: make_salt_buckets(bucket_count, now_ms, rng),
+        },
+        api_key_pepper: pepper,
+        keysets,
+        keys,
+        sites: vec![SiteRecord {
+            id: DEMO_SITE_ID,
+            name: "Demo Publisher".into(),
+            enabled: true,
+            domain_names: vec!["localhost".into()],
+            app_names: vec![],
+            created_s: now_s,
+        }],
+        clients: vec![demo_client.record.clone()],
+        cstg_keypairs: vec![demo_cstg.clone()],
+    };
+    if store.initialize(&state).await? {
+        Ok(Some(Bootstrap {
+            demo_client,
+            demo_cstg,
+        }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Adds a client.
+pub async fn add_client(
+    store: &dyn Store,
+    config: &OperatorConfig,
+    name: &str,
+    site_id: i32,
+    roles: Vec<Role>,
+    now_ms: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<NewClient, AdminError> {
+    if roles.is_empty() {
+        return Err(AdminError::Invalid(
+            "a client needs at least one role".into(),
+        ));
+    }
+    if site_id <= 0 {
+        return Err(AdminError::Invalid(
+            "site ids of clients are positive".into(),
+        ));
+    }
+    let pepper = store
+        .meta("api_key_pepper")
+        .await?
+        .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
+    let client = make_client(&pepper, config, name, site_id, roles, now_ms / 1000, rng);
+    store.insert_client(&client.record).await?;
+    Ok(client)
+}
+
+/// Adds or updates a site; a new site also gets its own default keyset and a key, so tokens
+/// minted for it are encrypted with its own key.
+pub async fn add_site(
+    store: &dyn Store,
+    site: SiteRecord,
+    now_ms: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<(), AdminError> {
+    if site.id <= FALLBACK_PUBLISHER_SITE_ID {
+        return Err(AdminError::Invalid(format!(
+            "site ids 2 and below are reserved (got {})",
+            site.id
+        )));
+    }
+    store.upsert_site(&site).await?;
+    let keysets = store.keysets().await?;
+    if keysets.iter().any(|k| k.site_id == site.id) {
+        return Ok(());
+    }
+    let now_s = now_ms / 1000;
+    let keyset_id = keysets
+        .iter()
+        .map(|k| k.id)
+        .max()
+        .unwrap_or(0)
+        .max(FALLBACK_PUBLISHER_KEYSET_ID)
+        + 1;
+    let key_id = store.keys().await?.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+    let key = make_key(
+        key_id,
+        keyset_id,
+        now_s - KEY_ACTIVATION_BACKDATE_S,
+        now_s,
+        rng,
+    );
+    store
+        .insert_keys(&[keyset(keyset_id, site.id, &site.name, now_s)], &[key])
+        .await?;
+    Ok(())
+}
+
+/// Adds a CSTG key pair for an existing site.
+pub async fn add_cstg(
+    store: &dyn Store,
+    config: &OperatorConfig,
+    site_id: i32,
+    now_ms: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<CstgKeypairRecord, AdminError> {
+    if !store.sites().await?.iter().any(|s| s.id == site_id) {
+        return Err(AdminError::Invalid(format!(
+            "no site {site_id}: add it first (uid2 site add)"
+        )));
+    }
+    let record = make_cstg_keypair(config, site_id, now_ms / 1000, rng);
+    store.insert_cstg_keypair(&record).await?;
+    Ok(record)
+}
+
+/// Records an opt-out directly in the store (operators pick it up on their next sync).
+pub async fn add_optout(
+    store: &dyn Store,
+    config: &OperatorConfig,
+    identity: &HashedIdentity,
+    now_ms: i64,
+) -> Result<OptOutRecord, AdminError> {
+    let (meta, table) = store
+        .salt_table()
+        .await?
+        .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
+    let flh = FirstLevelHash::compute(identity, &meta.first_level_salt);
+    let raw_uid = table.raw_uid(&flh, identity.identity_type, config.raw_uid_settings());
+    Ok(store
+        .append_optout(flh.0, Some(raw_uid.as_bytes().to_vec()), now_ms)
+        .await?)
+}

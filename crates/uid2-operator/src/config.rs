@@ -1,0 +1,166 @@
+//! Operator settings: token lifetimes, identity scope, feature switches. Defaults are the
+//! official production values.
+
+use std::time::Duration;
+
+use uid2_proto::identity::IdentityScope;
+use uid2_proto::salt::{Environment, RawUidSettings};
+
+/// Settings of a running operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorConfig {
+    /// UID2 or EUID.
+    pub identity_scope: IdentityScope,
+    /// Deployment environment (v4 raw UID bits, API key letters).
+    pub environment: Environment,
+    /// Advertising token lifetime (`identity_expires`); production 3 days.
+    pub identity_token_expires_after: Duration,
+    /// Refresh token lifetime (`refresh_expires`); production 30 days.
+    pub refresh_token_expires_after: Duration,
+    /// When clients should refresh (`refresh_from`); production 1 hour.
+    pub refresh_identity_token_after: Duration,
+    /// Lifetime of sharing tokens SDKs mint (`token_expiry_seconds`).
+    pub sharing_token_expiry: Duration,
+    /// Longest advertising-token lifetime bidders accept (defaults to the identity lifetime).
+    pub max_bidstream_lifetime: Option<Duration>,
+    /// Longest sharing-token lifetime sharers accept (defaults to the sharing expiry).
+    pub max_sharing_lifetime: Option<Duration>,
+    /// Clock skew SDKs tolerate on token creation times.
+    pub allow_clock_skew: Duration,
+    /// Issue 33-byte v3 raw UIDs from salt buckets (the official `identity_v3`, off by default).
+    pub v3_raw_uids: bool,
+    /// Check the `Origin` of client-side generation against the site's domains.
+    pub cstg_domain_check: bool,
+    /// Report app names with domain names in `site_data`.
+    pub provide_app_names: bool,
+    /// Largest `/v2/optout/status` request.
+    pub optout_status_max_ids: usize,
+    /// How often the store is polled for changes.
+    pub sync_interval: Duration,
+    /// Serve `/ops/baseline`, the load generator's reference route.
+    pub enable_baseline_route: bool,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            identity_scope: IdentityScope::Uid2,
+            environment: Environment::Test,
+            identity_token_expires_after: Duration::from_secs(259_200),
+            refresh_token_expires_after: Duration::from_secs(2_592_000),
+            refresh_identity_token_after: Duration::from_secs(3_600),
+            sharing_token_expiry: Duration::from_secs(2_592_000),
+            max_bidstream_lifetime: None,
+            max_sharing_lifetime: None,
+            allow_clock_skew: Duration::from_secs(1_800),
+            v3_raw_uids: false,
+            cstg_domain_check: true,
+            provide_app_names: false,
+            optout_status_max_ids: 5_000,
+            sync_interval: Duration::from_millis(250),
+            enable_baseline_route: false,
+        }
+    }
+}
+
+/// Settings that cannot work together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid operator configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Token lifetimes are checked for the official constraints: refresh ≥ identity ≥ refresh-from.
+const TOKEN_LIFETIME_TOLERANCE_S: u64 = 10;
+
+impl OperatorConfig {
+    /// Checks the lifetime constraints the official operator enforces.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.identity_token_expires_after > self.refresh_token_expires_after {
+            return Err(ConfigError(
+                "the advertising token must not outlive the refresh token".into(),
+            ));
+        }
+        if self.refresh_identity_token_after > self.identity_token_expires_after {
+            return Err(ConfigError(
+                "refresh_from must come before the advertising token expires".into(),
+            ));
+        }
+        if self.identity_token_expires_after.is_zero() {
+            return Err(ConfigError("token lifetimes must be positive".into()));
+        }
+        if let Some(max) = self.max_bidstream_lifetime
+            && max < self.identity_token_expires_after
+        {
+            return Err(ConfigError(
+                "max_bidstream_lifetime must cover the advertising token lifetime".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How raw UIDs are derived.
+    pub fn raw_uid_settings(&self) -> RawUidSettings {
+        RawUidSettings {
+            scope: self.identity_scope,
+            environment: self.environment,
+            v3_from_salts: self.v3_raw_uids,
+        }
+    }
+
+    /// `max_bidstream_lifetime_seconds` as advertised (+10 s tolerance, as upstream).
+    pub fn advertised_max_bidstream_lifetime_s(&self) -> u64 {
+        self.max_bidstream_lifetime
+            .unwrap_or(self.identity_token_expires_after)
+            .as_secs()
+            + TOKEN_LIFETIME_TOLERANCE_S
+    }
+
+    /// `max_sharing_lifetime_seconds` as advertised (+10 s tolerance, as upstream).
+    pub fn advertised_max_sharing_lifetime_s(&self) -> u64 {
+        self.max_sharing_lifetime
+            .unwrap_or(self.sharing_token_expiry)
+            .as_secs()
+            + TOKEN_LIFETIME_TOLERANCE_S
+    }
+
+    /// The letter of API keys and CSTG keys for this environment (`L`, `I`, `P`).
+    pub fn key_environment_letter(&self) -> char {
+        match self.environment {
+            Environment::Test => 'L',
+            Environment::Integ => 'I',
+            Environment::Prod => 'P',
+        }
+    }
+
+    /// `UID2` or `EUID`, the prefix of keys.
+    pub fn scope_prefix(&self) -> &'static str {
+        self.identity_scope.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_production_and_valid() {
+        let c = OperatorConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.advertised_max_bidstream_lifetime_s(), 259_210);
+        assert_eq!(c.advertised_max_sharing_lifetime_s(), 2_592_010);
+    }
+
+    #[test]
+    fn inconsistent_lifetimes_are_refused() {
+        let c = OperatorConfig {
+            identity_token_expires_after: Duration::from_secs(100),
+            refresh_token_expires_after: Duration::from_secs(50),
+            ..OperatorConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = OperatorConfig {
+            refresh_identity_token_after: Duration::from_secs(300_000),
+            ..OperatorConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! `POST /v2/token/client-generate`: client-side token generation from a browser or app.
+//!
+//! No API key: the publisher's subscription id names the operator key pair, and the origin (or
+//! app name) must belong to the publisher's site. The answer is sealed with the ECDH secret.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use uid2_proto::cstg::{CstgError, open_payload};
+use uid2_proto::encoding::{base64_decode, base64_encode};
+use uid2_proto::envelope::seal_bare_response;
+use uid2_proto::identity::{HashedIdentity, IdentityType};
+use uid2_proto::wire::{CstgPayload, CstgRequest, Envelope, ResponseStatus, StatusOnly};
+use uid2_store::SiteRecord;
+
+use super::{ApiError, LimitedBody, ok};
+use crate::identity_service::{self, GenerateOutcome, GeneratePolicy};
+use crate::{Operator, now_ms};
+
+/// The host of an `Origin` header value (`scheme://host[:port]`), lower-cased.
+fn origin_host(origin: &str) -> Option<String> {
+    let rest = origin.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        format!("[{}", v6.split(']').next()?)
+    } else {
+        authority.split(':').next()?.to_owned()
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Whether a page at `origin` may generate tokens for `site`: its host must be one of the
+/// site's domain names or a subdomain of one. IP-address origins never pass (as upstream).
+pub(crate) fn origin_allowed(site: &SiteRecord, origin: &str) -> bool {
+    let Some(host) = origin_host(origin) else {
+        return false;
+    };
+    if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
+        return false;
+    }
+    site.domain_names.iter().any(|d| {
+        let d = d.to_ascii_lowercase();
+        host == d
+            || host
+                .strip_suffix(&d)
+                .is_some_and(|prefix| prefix.ends_with('.'))
+    })
+}
+
+fn forbidden(status: ResponseStatus, message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, status, message)
+}
+
+/// `POST /v2/token/client-generate`.
+pub(super) async fn client_generate(
+    State(op): State<Arc<Operator>>,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::client_error(
+            "json payload expected but not found",
+        ));
+    }
+    let request: CstgRequest = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::client_error("json payload is not valid"))?;
+    let snap = op.snapshot();
+    let subscription = snap
+        .cstg
+        .get(&request.subscription_id)
+        .ok_or_else(|| ApiError::client_error("bad subscription_id"))?;
+    if subscription.disabled {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ResponseStatus::Unauthorized,
+            "Unauthorized",
+        ));
+    }
+
+    if snap.config.cstg_domain_check {
+        let site = snap.sites.get(&subscription.site_id);
+        match &request.app_name {
+            Some(app) => {
+                let allowed =
+                    site.is_some_and(|s| s.app_names.iter().any(|a| a.eq_ignore_ascii_case(app)));
+                if !allowed {
+                    return Err(forbidden(
+                        ResponseStatus::InvalidAppName,
+                        "unexpected app name",
+                    ));
+                }
+            }
+            None => {
+                let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+                let allowed = site.zip(origin).is_some_and(|(s, o)| origin_allowed(s, o));
+                if !allowed {
+                    return Err(forbidden(
+                        ResponseStatus::InvalidHttpOrigin,
+                        "unexpected http origin",
+                    ));
+                }
+            }
+        }
+    }
+
+    if request.payload.is_empty() || request.iv.is_empty() || request.public_key.is_empty() {
+        return Err(ApiError::client_error(
+            "required parameters: payload, iv, public_key",
+        ));
+    }
+    let client_public =
+        base64_decode(&request.public_key).map_err(|_| ApiError::client_error("bad public key"))?;
+    let shared = subscription
+        .keypair
+        .shared_secret(&client_public)
+        .map_err(|_| ApiError::client_error("bad public key"))?;
+    let plain = open_payload(&shared, &request).map_err(|e| {
+        ApiError::client_error(match e {
+            CstgError::BadIv => "bad iv",
+            CstgError::BadPublicKey | CstgError::BadPrivateKey => "bad public key",
+            CstgError::DecryptionFailed => "payload decryption failed",
+        })
+    })?;
+    let payload: CstgPayload = serde_json::from_slice(&plain)
+        .map_err(|_| ApiError::client_error("encrypted payload contains invalid json"))?;
+    let identity = match (payload.email_hash, payload.phone_hash) {
+        (Some(h), None) => HashedIdentity::from_hash(IdentityType::Email, &h),
+        (None, Some(h)) => HashedIdentity::from_hash(IdentityType::Phone, &h),
+        _ => {
+            return Err(ApiError::client_error(
+                "please provide exactly one of: email_hash, phone_hash",
+            ));
+        }
+    }
+    .map_err(|_| ApiError::client_error("Invalid Identifier"))?;
+
+    let mut rng = rand::rng();
+    let outcome = identity_service::generate(
+        &snap,
+        now_ms(),
+        &mut rng,
+        subscription.site_id,
+        &identity,
+        GeneratePolicy::CLIENT_SIDE,
+    )
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let json = match outcome {
+        GenerateOutcome::Generated(tokens) => serde_json::to_vec(&Envelope {
+            status: ResponseStatus::Success,
+            body: tokens,
+        }),
+        GenerateOutcome::OptOut => serde_json::to_vec(&StatusOnly {
+            status: ResponseStatus::Optout,
+            message: None,
+        }),
+    }
+    .expect("responses serialise");
+    Ok(ok(
+        "text/plain",
+        base64_encode(&seal_bare_response(&shared, &json, &mut rng)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(domains: &[&str]) -> SiteRecord {
+        SiteRecord {
+            id: 5,
+            name: "s".into(),
+            enabled: true,
+            domain_names: domains.iter().map(|d| d.to_string()).collect(),
+            app_names: vec![],
+            created_s: 0,
+        }
+    }
+
+    #[test]
+    fn origins_match_listed_domains_and_their_subdomains() {
+        let s = site(&["example.com", "localhost"]);
+        assert!(origin_allowed(&s, "https://example.com"));
+        assert!(origin_allowed(&s, "https://www.Example.com:8443"));
+        assert!(origin_allowed(&s, "http://localhost:8080"));
+        assert!(origin_allowed(&s, "http://app.localhost"));
+        assert!(!origin_allowed(&s, "https://badexample.com"));
+        assert!(!origin_allowed(&s, "https://example.com.evil.org"));
+        assert!(!origin_allowed(&s, "http://127.0.0.1:8080"));
+        assert!(!origin_allowed(&s, "http://[::1]:8080"));
+        assert!(!origin_allowed(&s, "null"));
+        assert!(!origin_allowed(&s, ""));
+        assert!(!origin_allowed(&site(&["127.0.0.1"]), "http://127.0.0.1"));
+    }
+}

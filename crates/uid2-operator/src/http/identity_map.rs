@@ -1,0 +1,270 @@
+//! `/v2/identity/map`, `/v3/identity/map`, `/v2/identity/buckets` and `/v2/optout/status`:
+//! the batch endpoints, run on the [`BatchPool`](super::batch::BatchPool).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Map, Value};
+use uid2_proto::identity::{HashedIdentity, IdentityField};
+use uid2_proto::salt::RawUid;
+use uid2_proto::wire::{
+    BucketEntry, BucketsRequest, IdentityMapV2Response, IdentityMapV3Entry, IdentityMapV3Request,
+    IdentityMapV3Response, MappedIdentityV2, OptedOut, OptoutStatusRequest, OptoutStatusResponse,
+    UnmappedIdentityV2,
+};
+use uid2_store::Role;
+
+use super::iso_time::{format_local_date_time, parse_local_date_time};
+use super::v2::V2Request;
+use super::{ApiError, LimitedBody};
+use crate::identity_service;
+use crate::snapshot::Snapshot;
+use crate::{Operator, now_ms};
+
+const REASON_OPTOUT: &str = "optout";
+const REASON_INVALID: &str = "invalid identifier";
+
+/// The one non-empty identity list of a v2 map request (`email`, `email_hash`, …).
+pub(crate) fn v2_map_input(
+    fields: &Map<String, Value>,
+) -> Result<(IdentityField, Vec<String>), ApiError> {
+    let missing = || {
+        ApiError::client_error(
+            "Required Parameter Missing: exactly one of [email, email_hash, phone, phone_hash] must be specified",
+        )
+    };
+    let mut present = 0;
+    let mut chosen: Option<(IdentityField, Vec<String>)> = None;
+    for field in IdentityField::ALL {
+        let Some(value) = fields.get(field.name()) else {
+            continue;
+        };
+        present += 1;
+        let list = value
+            .as_array()
+            .ok_or_else(|| ApiError::client_error(format!("{} must be an array", field.name())))?;
+        let items: Vec<String> = list
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                ApiError::client_error(format!("{} must be an array of strings", field.name()))
+            })?;
+        if items.is_empty() {
+            continue;
+        }
+        if chosen.is_some() {
+            return Err(missing());
+        }
+        chosen = Some((field, items));
+    }
+    match (present, chosen) {
+        (0, _) => Err(missing()),
+        (_, Some(c)) => Ok(c),
+        (_, None) => Ok((IdentityField::Email, Vec::new())),
+    }
+}
+
+/// Maps a v2 list; `respect_optout` is off only for the legacy single-identity GET.
+pub(crate) fn map_v2_list(
+    snap: &Snapshot,
+    field: IdentityField,
+    items: Vec<String>,
+) -> IdentityMapV2Response {
+    let mut out = IdentityMapV2Response::default();
+    for identifier in items {
+        let Ok(identity) = HashedIdentity::from_field(field, &identifier) else {
+            out.unmapped.push(UnmappedIdentityV2 {
+                identifier,
+                reason: REASON_INVALID.into(),
+            });
+            continue;
+        };
+        match identity_service::map(snap, &identity, true) {
+            Some(m) => out.mapped.push(MappedIdentityV2 {
+                identifier,
+                advertising_id: m.raw_uid.to_base64(),
+                bucket_id: snap
+                    .salts
+                    .bucket_ids
+                    .encode(snap.salts.table.bucket(m.bucket_index).id),
+            }),
+            None => out.unmapped.push(UnmappedIdentityV2 {
+                identifier,
+                reason: REASON_OPTOUT.into(),
+            }),
+        }
+    }
+    out
+}
+
+/// `POST /v2/identity/map`.
+pub(super) async fn map_v2(
+    State(op): State<Arc<Operator>>,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, ApiError> {
+    let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
+    let (field, items) = v2_map_input(&req.object())?;
+    let snap = req.snap.clone();
+    let result = op
+        .batch
+        .run(&req.client.key_id, move || map_v2_list(&snap, field, items))
+        .await?;
+    Ok(req.success(result))
+}
+
+fn map_v3_list(
+    snap: &Snapshot,
+    field: IdentityField,
+    items: &[String],
+    now: i64,
+) -> Vec<IdentityMapV3Entry> {
+    let settings = snap.config.raw_uid_settings();
+    items
+        .iter()
+        .map(|item| {
+            let Ok(identity) = HashedIdentity::from_field(field, item) else {
+                return IdentityMapV3Entry::Unmapped {
+                    e: REASON_INVALID.into(),
+                };
+            };
+            match identity_service::map(snap, &identity, true) {
+                None => IdentityMapV3Entry::Unmapped {
+                    e: REASON_OPTOUT.into(),
+                },
+                Some(m) => {
+                    let table = &snap.salts.table;
+                    IdentityMapV3Entry::Mapped {
+                        u: m.raw_uid.to_base64(),
+                        p: table
+                            .previous_raw_uid(
+                                &m.first_level_hash,
+                                identity.identity_type,
+                                settings,
+                                now,
+                            )
+                            .map(|p| p.to_base64()),
+                        r: table.refresh_from_ms(&m.first_level_hash, now) / 1000,
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// `POST /v3/identity/map`.
+pub(super) async fn map_v3(
+    State(op): State<Arc<Operator>>,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, ApiError> {
+    let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
+    let input: IdentityMapV3Request = if req.payload.is_empty() {
+        IdentityMapV3Request::default()
+    } else {
+        serde_json::from_slice(&req.payload)
+            .map_err(|_| ApiError::client_error("Incorrect request format"))?
+    };
+    if input.email.is_none()
+        && input.email_hash.is_none()
+        && input.phone.is_none()
+        && input.phone_hash.is_none()
+    {
+        return Err(ApiError::client_error(
+            "Required Parameter Missing: one or more of [email, email_hash, phone, phone_hash] must be specified",
+        ));
+    }
+    let snap = req.snap.clone();
+    let result = op
+        .batch
+        .run(&req.client.key_id, move || {
+            let now = now_ms();
+            let list = |f: IdentityField, v: &Option<Vec<String>>| {
+                map_v3_list(&snap, f, v.as_deref().unwrap_or_default(), now)
+            };
+            IdentityMapV3Response {
+                email: list(IdentityField::Email, &input.email),
+                email_hash: list(IdentityField::EmailHash, &input.email_hash),
+                phone: list(IdentityField::Phone, &input.phone),
+                phone_hash: list(IdentityField::PhoneHash, &input.phone_hash),
+            }
+        })
+        .await?;
+    Ok(req.success(result))
+}
+
+/// `POST /v2/identity/buckets`: buckets rotated since a time.
+pub(super) async fn buckets(
+    State(op): State<Arc<Operator>>,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, ApiError> {
+    let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
+    let input: BucketsRequest = req.json()?;
+    let since = input
+        .since_timestamp
+        .ok_or_else(|| ApiError::client_error("missing parameter since_timestamp"))?;
+    let since_ms = parse_local_date_time(&since)
+        .ok_or_else(|| ApiError::client_error("invalid date, must conform to ISO 8601"))?;
+    let snap = req.snap.clone();
+    let result = op
+        .batch
+        .run(&req.client.key_id, move || {
+            snap.salts
+                .table
+                .iter()
+                .filter(|b| b.last_updated_ms >= since_ms)
+                .map(|b| BucketEntry {
+                    bucket_id: snap.salts.bucket_ids.encode(b.id),
+                    last_updated: format_local_date_time(b.last_updated_ms),
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    Ok(req.success(result))
+}
+
+/// `POST /v2/optout/status`: which of these raw UIDs opted out, and when.
+pub(super) async fn optout_status(
+    State(op): State<Arc<Operator>>,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, ApiError> {
+    let req = V2Request::open(
+        &op,
+        &headers,
+        &body,
+        &[Role::Mapper, Role::Sharer, Role::IdReader],
+    )?;
+    if req.payload.is_empty() {
+        return Err(ApiError::client_error("Invalid request body"));
+    }
+    let input: OptoutStatusRequest = req.json()?;
+    let ids = input
+        .advertising_ids
+        .ok_or_else(|| ApiError::client_error("Required Parameter Missing: advertising_ids"))?;
+    if ids.len() > req.snap.config.optout_status_max_ids {
+        return Err(ApiError::client_error("Request payload is too large"));
+    }
+    let snap = req.snap.clone();
+    let result = op
+        .batch
+        .run(&req.client.key_id, move || OptoutStatusResponse {
+            opted_out: ids
+                .into_iter()
+                .filter_map(|id| {
+                    let raw = RawUid::parse_base64(&id)?;
+                    let since = snap.optouts.raw_uid_opted_out_at_ms(raw.as_bytes())?;
+                    Some(OptedOut {
+                        advertising_id: id,
+                        opted_out_since: since,
+                    })
+                })
+                .collect(),
+        })
+        .await?;
+    Ok(req.success(result))
+}

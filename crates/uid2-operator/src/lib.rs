@@ -1,0 +1,209 @@
+//! The UID2 operator service as a library.
+//!
+//! An [`Operator`] holds the current [`Snapshot`] behind an atomic pointer: request handlers load
+//! it once and compute, never waiting on the store. A sync task polls the store's generation
+//! counters and swaps in a new snapshot when something changed; opt-outs recorded through this
+//! operator are written to the store first and applied to the local snapshot at once.
+//!
+//! - [`config`]: settings; [`snapshot`]: the in-memory state; [`clients`]: API-key auth;
+//! - [`identity_service`]: mint, refresh, map; [`optout`]: the opt-out index;
+//! - [`admin`]: creating clients, sites, keys, salts (used by the CLI and bootstrap);
+//! - [`http`]: the routes.
+
+pub mod admin;
+pub mod clients;
+pub mod config;
+pub mod http;
+pub mod identity_service;
+pub mod optout;
+pub mod snapshot;
+mod sync;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use uid2_store::{OptOutRecord, Store, StoreError};
+
+pub use config::OperatorConfig;
+pub use snapshot::Snapshot;
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An operator that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store has no salts or keys yet.
+    #[error("the store is not initialised (run `uid2 serve` once to bootstrap it)")]
+    NotInitialized,
+    /// Invalid settings.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
+
+/// Health of the connection to the store.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    last_success_ms: AtomicI64,
+    consecutive_failures: AtomicU64,
+    errors_total: AtomicU64,
+}
+
+impl StoreHealth {
+    fn success(&self, now: i64) {
+        self.last_success_ms.store(now, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    fn failure(&self) {
+        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        self.errors_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// When the store was last read successfully (ms).
+    pub fn last_success_ms(&self) -> i64 {
+        self.last_success_ms.load(Ordering::Relaxed)
+    }
+
+    /// Failed sync attempts in a row.
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    /// Store errors since start.
+    pub fn errors_total(&self) -> u64 {
+        self.errors_total.load(Ordering::Relaxed)
+    }
+}
+
+/// A running operator's state.
+pub struct Operator {
+    snapshot: ArcSwap<Snapshot>,
+    store: Arc<dyn Store>,
+    config: Arc<OperatorConfig>,
+    /// Serialises snapshot replacement (sync and local opt-outs), so no update is lost.
+    writer: tokio::sync::Mutex<()>,
+    health: StoreHealth,
+    batch: http::batch::BatchPool,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("store", &self.store.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Operator {
+    /// Loads the whole state from `store`.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        config: OperatorConfig,
+    ) -> Result<Arc<Self>, OperatorError> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let snapshot = sync::load_full(store.as_ref(), &config).await?;
+        let health = StoreHealth::default();
+        health.success(now_ms());
+        Ok(Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            store,
+            config,
+            writer: tokio::sync::Mutex::new(()),
+            health,
+            batch: http::batch::BatchPool::new(),
+        }))
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &Arc<OperatorConfig> {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Store connection health.
+    pub fn store_health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    /// Reads what changed in the store and swaps in a new snapshot if anything did.
+    /// Returns whether the snapshot changed.
+    pub async fn sync_once(&self) -> Result<bool, StoreError> {
+        let _guard = self.writer.lock().await;
+        let current = self.snapshot();
+        match sync::refresh(self.store.as_ref(), &current).await {
+            Ok(next) => {
+                self.health.success(now_ms());
+                let changed = next.is_some();
+                if let Some(next) = next {
+                    self.snapshot.store(Arc::new(next));
+                }
+                Ok(changed)
+            }
+            Err(e) => {
+                self.health.failure();
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls the store every `sync_interval` until the process ends.
+    pub fn spawn_sync(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let operator = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(operator.config.sync_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = operator.sync_once().await {
+                    tracing::warn!(error = %e, "store sync failed; serving from the last snapshot");
+                }
+            }
+        })
+    }
+
+    /// Records an opt-out: durable in the store first, then applied to this operator's snapshot.
+    pub async fn record_optout(
+        &self,
+        first_level_hash: [u8; 32],
+        advertising_id: Option<Vec<u8>>,
+        now_ms: i64,
+    ) -> Result<OptOutRecord, StoreError> {
+        let record = match self
+            .store
+            .append_optout(first_level_hash, advertising_id, now_ms)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.health.failure();
+                return Err(e);
+            }
+        };
+        let _guard = self.writer.lock().await;
+        let current = self.snapshot();
+        let optouts = Arc::new(current.optouts.appended(std::slice::from_ref(&record)));
+        self.snapshot
+            .store(Arc::new(sync::with_optouts(&current, optouts)));
+        Ok(record)
+    }
+}

@@ -1,0 +1,320 @@
+//! Operator behaviour in process: store changes reach a running operator, opt-outs are durable
+//! and immediate, client-side generation works end to end, key access follows the keyset rules.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestOperator;
+use uid2_operator::{OperatorConfig, now_ms};
+use uid2_proto::cstg::{decode_key_text, seal_request};
+use uid2_proto::encoding::base64_decode;
+use uid2_proto::envelope::open_bare_response;
+use uid2_proto::identity::HashedIdentity;
+use uid2_proto::key::KeyRing;
+use uid2_proto::token::advertising;
+use uid2_store::Role;
+
+#[tokio::test]
+async fn a_disabled_client_is_refused_within_one_second() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    t.operator.spawn_sync();
+    assert!(
+        t.call(&t.mapper, "/v2/key/bidstream", serde_json::Value::Null)
+            .await
+            .is_err(),
+        "mapper has no ID_READER role"
+    );
+    assert!(
+        t.call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
+            .await
+            .is_ok()
+    );
+    // Let the sync task take its first (immediate) tick, so the change below waits for a real one.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let started = Instant::now();
+    assert!(
+        t.operator
+            .store()
+            .set_client_disabled("dsp", true)
+            .await
+            .unwrap()
+    );
+    loop {
+        match t
+            .call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
+            .await
+        {
+            Err(reply) if reply.status == 401 => {
+                // Seen through a sync tick, not at once: the store write alone changes nothing.
+                assert!(
+                    started.elapsed() >= Duration::from_millis(100),
+                    "{:?}",
+                    started.elapsed()
+                );
+                break;
+            }
+            _ if started.elapsed() > Duration::from_secs(1) => panic!("still accepted after 1 s"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn logout_is_durable_and_applied_at_once() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let email = "someone@example.com";
+    let generated = t
+        .call(
+            &t.publisher,
+            "/v2/token/generate",
+            serde_json::json!({ "email": email }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(generated["status"], "success");
+
+    let logout = t
+        .call(
+            &t.optout,
+            "/v2/token/logout",
+            serde_json::json!({ "email": email }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        logout,
+        serde_json::json!({"status": "success", "body": {"optout": "OK"}})
+    );
+    // Applied locally without waiting for a sync...
+    let again = t
+        .call(
+            &t.publisher,
+            "/v2/token/generate",
+            serde_json::json!({ "email": email }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, serde_json::json!({"status": "optout"}));
+    // ...and durable: it is in the store.
+    let stored = t.operator.store().optouts_after(0, 10).await.unwrap();
+    let flh = t
+        .operator
+        .snapshot()
+        .salts
+        .first_level_hash(&HashedIdentity::from_email(email).unwrap());
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].first_level_hash, flh.0);
+}
+
+#[tokio::test]
+async fn client_side_generation_end_to_end() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let snap = t.operator.snapshot();
+    let (subscription_id, sub) = snap.cstg.iter().next().unwrap();
+    let site_id = sub.site_id;
+    let record = t
+        .operator
+        .store()
+        .cstg_keypairs()
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let server_public = decode_key_text(&record.public_key).unwrap();
+    let hash = HashedIdentity::from_email("cstg@example.com").unwrap().hash;
+    let payload = format!(r#"{{"email_hash":"{hash}"}}"#);
+    let (request, shared) = seal_request(
+        &server_public,
+        subscription_id,
+        now_ms(),
+        None,
+        payload.as_bytes(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let body = serde_json::to_vec(&request).unwrap();
+
+    let ok = t
+        .send(
+            "POST",
+            "/v2/token/client-generate",
+            &[("Origin", "http://localhost:3000")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let json: serde_json::Value = serde_json::from_slice(
+        &open_bare_response(&shared, &base64_decode(&ok.body).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["status"], "success");
+    let token = json["body"]["advertising_token"].as_str().unwrap();
+    let decoded = advertising::decode(token, &snap.keys.ring, 0).unwrap();
+    assert!(decoded.privacy_bits().is_client_side_generated());
+    assert_eq!(decoded.site_id(), site_id);
+
+    let refused = t
+        .send(
+            "POST",
+            "/v2/token/client-generate",
+            &[("Origin", "http://127.0.0.1:3000")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.json()["status"].as_str()),
+        (403, Some("invalid_http_origin"))
+    );
+    let no_origin = t.send("POST", "/v2/token/client-generate", &[], body).await;
+    assert_eq!(no_origin.status, 403);
+
+    // An opted-out identity is answered `optout`, sealed the same way.
+    let payload = format!(
+        r#"{{"email_hash":"{}"}}"#,
+        HashedIdentity::from_email("optout@example.com")
+            .unwrap()
+            .hash
+    );
+    let (request, shared) = seal_request(
+        &server_public,
+        subscription_id,
+        now_ms(),
+        None,
+        payload.as_bytes(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let reply = t
+        .send(
+            "POST",
+            "/v2/token/client-generate",
+            &[("Origin", "http://localhost")],
+            serde_json::to_vec(&request).unwrap(),
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_slice(
+        &open_bare_response(&shared, &base64_decode(&reply.body).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json, serde_json::json!({"status": "optout"}));
+}
+
+#[tokio::test]
+async fn keys_given_out_follow_keyset_access() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let snap = t.operator.snapshot();
+    let bid = t
+        .call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = bid["body"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_u64().unwrap())
+        .collect();
+    let refresh = snap.keys.refresh_key(now_ms() / 1000).unwrap().id as u64;
+    assert!(
+        !ids.contains(&refresh),
+        "refresh keys must never be handed out"
+    );
+    // An ID reader can read every open keyset: master, fallback, each site's.
+    let site_key = snap.keys.site_key(1001, now_ms() / 1000).unwrap().id as u64;
+    assert!(ids.contains(&site_key));
+
+    // A token minted for the publisher decrypts with exactly those keys.
+    let generated = t
+        .call(
+            &t.publisher,
+            "/v2/token/generate",
+            serde_json::json!({"email": "x@example.com"}),
+        )
+        .await
+        .unwrap();
+    let token = generated["body"]["advertising_token"].as_str().unwrap();
+    let ring = KeyRing::new(
+        snap.keys
+            .ring
+            .keys()
+            .filter(|k| ids.contains(&(k.id as u64)))
+            .cloned(),
+    );
+    assert_eq!(
+        advertising::decode(token, &ring, now_ms())
+            .unwrap()
+            .site_id(),
+        1001
+    );
+
+    // A sharer without ID_READER only gets its own site's keys and the master keys.
+    let sharing = t
+        .call(&t.sharer, "/v2/key/sharing", serde_json::Value::Null)
+        .await
+        .unwrap();
+    for key in sharing["body"]["keys"].as_array().unwrap() {
+        let owner = snap
+            .keys
+            .key_owner_site(key["id"].as_u64().unwrap() as u32)
+            .unwrap();
+        assert!(
+            owner == 1001 || owner == -1,
+            "sharer got a key of site {owner}"
+        );
+    }
+    assert!(
+        t.operator
+            .snapshot()
+            .clients
+            .authorize(&t.sharer.api_key, &[Role::Sharer])
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn validate_refuses_tokens_of_other_sites() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let generated = t
+        .call(
+            &t.publisher,
+            "/v2/token/generate",
+            serde_json::json!({"email": "v@example.com"}),
+        )
+        .await
+        .unwrap();
+    let token = generated["body"]["advertising_token"].as_str().unwrap();
+    let ok = t
+        .call(
+            &t.publisher,
+            "/v2/token/validate",
+            serde_json::json!({"token": token, "email": "v@example.com"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok["body"], true);
+    // The demo client (site 999) cannot validate site 1001's token.
+    let store = t.operator.store().clone();
+    let demo = uid2_operator::admin::add_client(
+        store.as_ref(),
+        &OperatorConfig::default(),
+        "other",
+        999,
+        vec![Role::Generator],
+        now_ms(),
+        &mut rand::rng(),
+    )
+    .await
+    .unwrap();
+    t.operator.sync_once().await.unwrap();
+    let refused = t
+        .call(
+            &demo,
+            "/v2/token/validate",
+            serde_json::json!({"token": token, "email": "v@example.com"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.json()["message"], "Unauthorised to validate token");
+}

@@ -1,0 +1,320 @@
+//! The admin commands: clients, sites, CSTG key pairs, opt-outs. Each opens the store named by
+//! `--store`, bootstrapping it first if it is empty, and writes through the same code the
+//! operator uses; a running operator sees the change within one sync interval.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use uid2_operator::admin::{self, ensure_initialized};
+use uid2_operator::{OperatorConfig, now_ms};
+use uid2_proto::identity::{HashedIdentity, IdentityType};
+use uid2_store::{SiteRecord, Store, parse_roles};
+
+use crate::settings::GlobalArgs;
+
+/// `uid2 client …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Creates a client and prints its API key and secret (shown only now).
+    Add {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// The site the client acts for.
+        #[arg(long)]
+        site_id: i32,
+        /// Comma-separated: generator, id_reader, sharer, mapper, optout.
+        #[arg(long)]
+        roles: String,
+        /// Print `{"key","secret","site_id","roles"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists clients (never their keys).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disables a client (by name or key id): its key is refused from the next sync on.
+    Disable {
+        /// Name or key id.
+        client: String,
+    },
+    /// Enables a disabled client again.
+    Enable {
+        /// Name or key id.
+        client: String,
+    },
+}
+
+/// `uid2 site …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SiteCommand {
+    /// Adds (or updates) a site; a new site gets its own keyset.
+    Add {
+        /// Site id (above 2).
+        #[arg(long)]
+        id: i32,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Domain allowed to generate tokens client-side (repeatable).
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        /// App name allowed to generate tokens client-side (repeatable).
+        #[arg(long = "app-name")]
+        app_names: Vec<String>,
+    },
+    /// Lists sites.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `uid2 cstg …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum CstgCommand {
+    /// Creates a client-side token generation key pair for a site.
+    Add {
+        /// The site.
+        #[arg(long)]
+        site_id: i32,
+        /// Print `{"subscription_id","public_key","site_id"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists key pairs (public halves).
+    List,
+}
+
+/// `uid2 optout …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum OptoutCommand {
+    /// Records an opt-out (durable before this returns).
+    Add(OptoutTarget),
+}
+
+/// Exactly one identity.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct OptoutTarget {
+    /// An email address.
+    #[arg(long)]
+    email: Option<String>,
+    /// An E.164 phone number.
+    #[arg(long)]
+    phone: Option<String>,
+    /// Base64 (or hex) SHA-256 of a normalised email.
+    #[arg(long)]
+    email_hash: Option<String>,
+    /// Base64 (or hex) SHA-256 of a phone number.
+    #[arg(long)]
+    phone_hash: Option<String>,
+}
+
+impl OptoutTarget {
+    fn identity(&self) -> Result<HashedIdentity> {
+        let parsed = match (&self.email, &self.phone, &self.email_hash, &self.phone_hash) {
+            (Some(e), ..) => HashedIdentity::from_email(e),
+            (_, Some(p), ..) => HashedIdentity::from_phone(p),
+            (_, _, Some(h), _) => HashedIdentity::from_hash(IdentityType::Email, h),
+            (_, _, _, Some(h)) => HashedIdentity::from_hash(IdentityType::Phone, h),
+            _ => bail!("give one of --email, --phone, --email-hash, --phone-hash"),
+        };
+        Ok(parsed?)
+    }
+}
+
+/// Opens the store, bootstrapping it (and printing the demo credentials) if empty.
+pub(crate) async fn open_store(
+    global: &GlobalArgs,
+    config: &OperatorConfig,
+) -> Result<Arc<dyn Store>> {
+    let url = global.store_url();
+    let store = uid2_store::open(&url)
+        .await
+        .with_context(|| format!("opening store {url}"))?;
+    if let Some(boot) = ensure_initialized(
+        store.as_ref(),
+        config,
+        global.bucket_count(),
+        now_ms(),
+        &mut rand::rng(),
+    )
+    .await?
+    {
+        eprintln!(
+            "Initialised an empty store at {url}. Demo client (site {}): API key {} secret {}",
+            boot.demo_client.record.site_id, boot.demo_client.api_key, boot.demo_client.secret
+        );
+    }
+    Ok(store)
+}
+
+pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Result<()> {
+    let config = global.admin_config()?;
+    let store = open_store(global, &config).await?;
+    match command {
+        ClientCommand::Add {
+            name,
+            site_id,
+            roles,
+            json,
+        } => {
+            let roles = parse_roles(&roles)?;
+            let c = admin::add_client(
+                store.as_ref(),
+                &config,
+                &name,
+                site_id,
+                roles,
+                now_ms(),
+                &mut rand::rng(),
+            )
+            .await?;
+            let roles: Vec<&str> = c.record.roles.iter().map(|r| r.as_str()).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({"key": c.api_key, "secret": c.secret, "site_id": c.record.site_id, "roles": roles, "name": c.record.name})
+                );
+            } else {
+                println!(
+                    "client {name} (site {site_id}, roles {roles})\n  API key: {key}\n  secret:  {secret}",
+                    roles = roles.join(","),
+                    key = c.api_key,
+                    secret = c.secret
+                );
+            }
+        }
+        ClientCommand::List { json } => {
+            let clients = store.clients().await?;
+            if json {
+                let list: Vec<_> = clients
+                    .iter()
+                    .map(|c| {
+                        json!({"name": c.name, "key_id": c.key_id, "site_id": c.site_id,
+                               "roles": c.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "disabled": c.disabled})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for c in clients {
+                    let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+                    let state = if c.disabled { "disabled" } else { "enabled" };
+                    println!(
+                        "{:<20} {:<24} site {:<6} {:<8} {}",
+                        c.name,
+                        c.key_id,
+                        c.site_id,
+                        state,
+                        roles.join(",")
+                    );
+                }
+            }
+        }
+        ClientCommand::Disable { client } => set_disabled(store.as_ref(), &client, true).await?,
+        ClientCommand::Enable { client } => set_disabled(store.as_ref(), &client, false).await?,
+    }
+    Ok(())
+}
+
+async fn set_disabled(store: &dyn Store, client: &str, disabled: bool) -> Result<()> {
+    if !store.set_client_disabled(client, disabled).await? {
+        bail!("no client named {client:?}");
+    }
+    println!(
+        "client {client} {}",
+        if disabled { "disabled" } else { "enabled" }
+    );
+    Ok(())
+}
+
+pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()> {
+    let config = global.admin_config()?;
+    let store = open_store(global, &config).await?;
+    match command {
+        SiteCommand::Add {
+            id,
+            name,
+            domains,
+            app_names,
+        } => {
+            let site = SiteRecord {
+                id,
+                name: name.clone(),
+                enabled: true,
+                domain_names: domains,
+                app_names,
+                created_s: now_ms() / 1000,
+            };
+            admin::add_site(store.as_ref(), site, now_ms(), &mut rand::rng()).await?;
+            println!("site {id} ({name}) saved");
+        }
+        SiteCommand::List { json } => {
+            let sites = store.sites().await?;
+            if json {
+                let list: Vec<_> = sites
+                    .iter()
+                    .map(|s| json!({"id": s.id, "name": s.name, "domain_names": s.domain_names, "app_names": s.app_names}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for s in sites {
+                    println!(
+                        "{:<6} {:<24} domains {:?} apps {:?}",
+                        s.id, s.name, s.domain_names, s.app_names
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn cstg(global: &GlobalArgs, command: CstgCommand) -> Result<()> {
+    let config = global.admin_config()?;
+    let store = open_store(global, &config).await?;
+    match command {
+        CstgCommand::Add { site_id, json } => {
+            let k = admin::add_cstg(store.as_ref(), &config, site_id, now_ms(), &mut rand::rng())
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"subscription_id": k.subscription_id, "public_key": k.public_key, "site_id": k.site_id})
+                );
+            } else {
+                println!(
+                    "site {site_id}\n  subscription id: {}\n  public key:      {}",
+                    k.subscription_id, k.public_key
+                );
+            }
+        }
+        CstgCommand::List => {
+            for k in store.cstg_keypairs().await? {
+                let state = if k.disabled { "disabled" } else { "enabled" };
+                println!(
+                    "{:<12} site {:<6} {:<8} {}",
+                    k.subscription_id, k.site_id, state, k.public_key
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn optout(global: &GlobalArgs, command: OptoutCommand) -> Result<()> {
+    let config = global.admin_config()?;
+    let store = open_store(global, &config).await?;
+    let OptoutCommand::Add(target) = command;
+    let identity = target.identity()?;
+    let record = admin::add_optout(store.as_ref(), &config, &identity, now_ms()).await?;
+    println!("opt-out recorded (sequence {})", record.seq);
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `uid2`: the operator (`uid2 serve`), its admin CLI, a load generator and token tools.
+
+mod admin;
+mod bench;
+mod serve;
+mod settings;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use settings::{GlobalArgs, ServeArgs};
+
+/// A self-hostable UID2 operator.
+#[derive(Debug, Parser)]
+#[command(name = "uid2", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the operator service (bootstraps an empty store on first start).
+    Serve(ServeArgs),
+    /// Manages API clients.
+    #[command(subcommand)]
+    Client(admin::ClientCommand),
+    /// Manages sites.
+    #[command(subcommand)]
+    Site(admin::SiteCommand),
+    /// Manages client-side token generation key pairs.
+    #[command(subcommand)]
+    Cstg(admin::CstgCommand),
+    /// Records opt-outs.
+    #[command(subcommand)]
+    Optout(admin::OptoutCommand),
+    /// Load-tests an operator against its baseline route.
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args.resolve(&cli.global)?).await,
+        Command::Client(c) => admin::client(&cli.global, c).await,
+        Command::Site(c) => admin::site(&cli.global, c).await,
+        Command::Cstg(c) => admin::cstg(&cli.global, c).await,
+        Command::Optout(c) => admin::optout(&cli.global, c).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

@@ -1,0 +1,256 @@
+//! `uid2 serve` settings from flags, environment variables (`UID2_*`) and an optional TOML
+//! config file, in that order of precedence, over the official production defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+use uid2_operator::OperatorConfig;
+use uid2_proto::identity::IdentityScope;
+use uid2_proto::salt::{Environment, PRODUCTION_BUCKET_COUNT};
+
+/// Flags of `uid2 serve`. Every one can also come from the environment or the config file.
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "UID2_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// TOML file with any of these settings (keys as the flags, with `_`).
+    #[arg(long, env = "UID2_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Advertising token lifetime, seconds (production: 259200).
+    #[arg(long, env = "UID2_IDENTITY_TOKEN_EXPIRES_AFTER")]
+    pub identity_token_expires_after: Option<u64>,
+    /// Refresh token lifetime, seconds (production: 2592000).
+    #[arg(long, env = "UID2_REFRESH_TOKEN_EXPIRES_AFTER")]
+    pub refresh_token_expires_after: Option<u64>,
+    /// Seconds after which clients should refresh (production: 3600).
+    #[arg(long, env = "UID2_REFRESH_IDENTITY_TOKEN_AFTER")]
+    pub refresh_identity_token_after: Option<u64>,
+    /// How often to poll the store for changes, milliseconds.
+    #[arg(long, env = "UID2_SYNC_INTERVAL_MS")]
+    pub sync_interval_ms: Option<u64>,
+    /// Issue 33-byte v3 raw UIDs from salt buckets.
+    #[arg(long, env = "UID2_V3_RAW_UIDS")]
+    pub v3_raw_uids: Option<bool>,
+    /// Serve `/ops/baseline` for `uid2 bench`.
+    #[arg(long, env = "UID2_BENCH_BASELINE")]
+    pub bench_baseline: Option<bool>,
+}
+
+/// Settings every command shares: where the store is, and what a new store is created with.
+#[derive(Debug, Args, Default, Clone)]
+pub(crate) struct GlobalArgs {
+    /// The store: `sqlite://PATH` (default `sqlite://uid2-data/uid2.db`) or `postgres://…`.
+    #[arg(long, global = true, env = "UID2_STORE")]
+    pub store: Option<String>,
+    /// `uid2` or `euid`.
+    #[arg(long, global = true, env = "UID2_IDENTITY_SCOPE")]
+    pub identity_scope: Option<String>,
+    /// `test`, `integ` or `prod` (encoded in v4 raw UIDs and key prefixes).
+    #[arg(long, global = true, env = "UID2_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// Salt buckets to create when bootstrapping an empty store (production: 1048576).
+    #[arg(long, global = true, env = "UID2_SALT_BUCKETS")]
+    pub salt_buckets: Option<usize>,
+}
+
+impl GlobalArgs {
+    /// The store URL.
+    pub(crate) fn store_url(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| uid2_store::DEFAULT_STORE_URL.to_owned())
+    }
+
+    /// Operator settings for admin commands (defaults plus scope and environment).
+    pub(crate) fn admin_config(&self) -> Result<OperatorConfig> {
+        let mut config = OperatorConfig::default();
+        if let Some(s) = &self.identity_scope {
+            config.identity_scope = parse_scope(s)?;
+        }
+        if let Some(e) = &self.environment {
+            config.environment = parse_environment(e)?;
+        }
+        Ok(config)
+    }
+
+    /// Buckets of a new store.
+    pub(crate) fn bucket_count(&self) -> usize {
+        self.salt_buckets.unwrap_or(PRODUCTION_BUCKET_COUNT)
+    }
+}
+
+fn parse_environment(e: &str) -> Result<Environment> {
+    Environment::parse(&e.to_ascii_lowercase())
+        .with_context(|| format!("environment must be test, integ or prod, not {e:?}"))
+}
+
+/// The same settings as read from a config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    store: Option<String>,
+    identity_token_expires_after: Option<u64>,
+    refresh_token_expires_after: Option<u64>,
+    refresh_identity_token_after: Option<u64>,
+    identity_scope: Option<String>,
+    environment: Option<String>,
+    salt_buckets: Option<usize>,
+    sync_interval_ms: Option<u64>,
+    v3_raw_uids: Option<bool>,
+    bench_baseline: Option<bool>,
+}
+
+/// Everything `uid2 serve` runs with.
+#[derive(Debug)]
+pub(crate) struct ServeSettings {
+    pub listen: SocketAddr,
+    pub store: String,
+    pub salt_buckets: usize,
+    pub operator: OperatorConfig,
+}
+
+fn parse_scope(s: &str) -> Result<IdentityScope> {
+    match s.to_ascii_lowercase().as_str() {
+        "uid2" => Ok(IdentityScope::Uid2),
+        "euid" => Ok(IdentityScope::Euid),
+        other => bail!("identity scope must be uid2 or euid, not {other:?}"),
+    }
+}
+
+impl ServeArgs {
+    /// Merges flags and environment (already in `self`), the config file and defaults.
+    pub(crate) fn resolve(self, global: &GlobalArgs) -> Result<ServeSettings> {
+        let file: FileSettings = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let defaults = OperatorConfig::default();
+        let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).map(Duration::from_secs).unwrap_or(default)
+        };
+        let scope = match global.identity_scope.clone().or(file.identity_scope) {
+            Some(s) => parse_scope(&s)?,
+            None => defaults.identity_scope,
+        };
+        let environment = match global.environment.clone().or(file.environment) {
+            Some(e) => parse_environment(&e)?,
+            None => defaults.environment,
+        };
+        let operator = OperatorConfig {
+            identity_scope: scope,
+            environment,
+            identity_token_expires_after: secs(
+                self.identity_token_expires_after,
+                file.identity_token_expires_after,
+                defaults.identity_token_expires_after,
+            ),
+            refresh_token_expires_after: secs(
+                self.refresh_token_expires_after,
+                file.refresh_token_expires_after,
+                defaults.refresh_token_expires_after,
+            ),
+            refresh_identity_token_after: secs(
+                self.refresh_identity_token_after,
+                file.refresh_identity_token_after,
+                defaults.refresh_identity_token_after,
+            ),
+            sync_interval: self
+                .sync_interval_ms
+                .or(file.sync_interval_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.sync_interval),
+            v3_raw_uids: self
+                .v3_raw_uids
+                .or(file.v3_raw_uids)
+                .unwrap_or(defaults.v3_raw_uids),
+            enable_baseline_route: self.bench_baseline.or(file.bench_baseline).unwrap_or(false),
+            ..defaults
+        };
+        operator.validate()?;
+        Ok(ServeSettings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
+            store: global
+                .store
+                .clone()
+                .or(file.store)
+                .unwrap_or_else(|| uid2_store::DEFAULT_STORE_URL.to_owned()),
+            salt_buckets: global
+                .salt_buckets
+                .or(file.salt_buckets)
+                .unwrap_or(PRODUCTION_BUCKET_COUNT),
+            operator,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uid2.toml");
+        std::fs::write(
+            &path,
+            "identity_token_expires_after = 600\nrefresh_token_expires_after = 1200\nenvironment = \"prod\"\nstore = \"sqlite://x.db\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            identity_token_expires_after: Some(900),
+            refresh_identity_token_after: Some(60),
+            ..ServeArgs::default()
+        };
+        let s = args.resolve(&GlobalArgs::default()).unwrap();
+        assert_eq!(
+            s.operator.identity_token_expires_after,
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            s.operator.refresh_token_expires_after,
+            Duration::from_secs(1200)
+        );
+        assert_eq!(s.operator.environment, Environment::Prod);
+        assert_eq!(s.store, "sqlite://x.db");
+        assert_eq!(s.listen.port(), 8080);
+        assert_eq!(s.salt_buckets, PRODUCTION_BUCKET_COUNT);
+
+        let global = GlobalArgs {
+            store: Some("sqlite://y.db".into()),
+            ..GlobalArgs::default()
+        };
+        let defaults = ServeArgs::default().resolve(&global).unwrap();
+        assert_eq!(defaults.operator, OperatorConfig::default());
+        assert_eq!(defaults.store, "sqlite://y.db");
+
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let none = GlobalArgs::default();
+        assert!(
+            ServeArgs {
+                config: Some(path),
+                ..ServeArgs::default()
+            }
+            .resolve(&none)
+            .is_err()
+        );
+        let bad_scope = GlobalArgs {
+            identity_scope: Some("xyz".into()),
+            ..GlobalArgs::default()
+        };
+        assert!(ServeArgs::default().resolve(&bad_scope).is_err());
+    }
+}
