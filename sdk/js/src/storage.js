@@ -1,0 +1,147 @@
+// Where the identity lives between page loads. Like the current official SDK: localStorage
+// by default, the `__uid_2` cookie with `useCookie: true`. Both places are always read, so an
+// identity written by an older build (cookie) or by the publisher's server is still found,
+// and both are cleared together.
+
+class IdentityStore {
+  // opts: { useCookie, cookieDomain, cookiePath }; env: { localStorage, document, now }.
+  constructor(opts, env) {
+    this._useCookie = opts.useCookie === true;
+    this._explicitlyNoCookie = opts.useCookie === false;
+    this._cookieDomain = opts.cookieDomain;
+    this._cookiePath = opts.cookiePath === undefined ? '/' : opts.cookiePath;
+    this._env = env;
+  }
+
+  // The newer (by identity_expires) of the two places, as the official SDK picks.
+  load() {
+    const now = this._env.now();
+    const fromCookie = storedValueOrNull(this._readCookie(), now);
+    const fromLocal = storedValueOrNull(this._readLocal(), now);
+    const [primary, secondary] = this._useCookie ? [fromCookie, fromLocal] : [fromLocal, fromCookie];
+    if (!primary) return secondary;
+    if (!secondary) return primary;
+    return Number(secondary.identity_expires) > Number(primary.identity_expires) ? secondary : primary;
+  }
+
+  // Returns true when the value can be read back, i.e. storage actually works here (cookies
+  // on a wrong cookieDomain, or a blocked localStorage, fail silently).
+  save(value) {
+    const json = JSON.stringify(value);
+    if (this._useCookie) {
+      this._writeCookie(json, value.refresh_expires);
+      // localStorage is ours alone; a stale value there (say an old opt-out marker) could
+      // otherwise look newer than the cookie on a later load.
+      this._removeLocal();
+      return this._readCookieRaw() === json;
+    }
+    this._writeLocal(json);
+    // Like the official SDK, only an explicit `useCookie: false` deletes the cookie: it may
+    // have been set by the publisher's server or be read by Prebid.js, and load() already
+    // prefers the newer of the two places.
+    if (this._explicitlyNoCookie) this._removeCookie();
+    return this._readLocalRaw() === json;
+  }
+
+  clear() {
+    this._removeCookie();
+    this._removeLocal();
+  }
+
+  _localStorage() {
+    try {
+      return this._env.localStorage || null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  _readLocalRaw() {
+    try {
+      const ls = this._localStorage();
+      return ls ? ls.getItem(LOCAL_STORAGE_KEY) : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  _readLocal() {
+    return parseJsonOrNull(this._readLocalRaw());
+  }
+
+  _writeLocal(json) {
+    try {
+      const ls = this._localStorage();
+      if (ls) ls.setItem(LOCAL_STORAGE_KEY, json);
+    } catch (e) {
+      // Quota or privacy mode: the identity still works for this page.
+    }
+  }
+
+  _removeLocal() {
+    try {
+      const ls = this._localStorage();
+      if (ls) ls.removeItem(LOCAL_STORAGE_KEY);
+    } catch (e) {
+      // Nothing to remove if storage is unavailable.
+    }
+  }
+
+  _readCookieRaw() {
+    const doc = this._env.document;
+    let all;
+    try {
+      all = doc ? String(doc.cookie || '') : '';
+    } catch (e) {
+      return null;
+    }
+    for (const part of all.split(';')) {
+      const row = part.trim();
+      if (row.startsWith(COOKIE_NAME + '=')) {
+        try {
+          return decodeURIComponent(row.slice(COOKIE_NAME.length + 1));
+        } catch (e) {
+          return null;
+        }
+      }
+    }
+    return null;
+  }
+
+  _readCookie() {
+    return parseJsonOrNull(this._readCookieRaw());
+  }
+
+  _cookieAttributes(expires) {
+    let attrs = ';path=' + this._cookiePath + ';expires=' + new Date(expires).toUTCString();
+    if (this._cookieDomain !== undefined) attrs += ';domain=' + this._cookieDomain;
+    return attrs;
+  }
+
+  _writeCookie(json, expires) {
+    this._setDocumentCookie(COOKIE_NAME + '=' + encodeURIComponent(json) + this._cookieAttributes(expires));
+  }
+
+  _removeCookie() {
+    this._setDocumentCookie(COOKIE_NAME + '=' + this._cookieAttributes(0));
+  }
+
+  _setDocumentCookie(text) {
+    const doc = this._env.document;
+    if (!doc) return;
+    try {
+      doc.cookie = text;
+    } catch (e) {
+      // Sandboxed documents throw on cookie access.
+    }
+  }
+}
+
+function parseJsonOrNull(text) {
+  if (typeof text !== 'string' || text.length === 0) return null;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    return null;
+  }
+}

@@ -1,0 +1,188 @@
+'use strict';
+// Public API outside the refresh loop: options, init once, promises, disconnect/abort,
+// setIdentity and the callbacks array.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { setup, makeIdentity, sealJson, storedIdentity, eventTypes, waitFor, sdkModule } = require('../test-support/fakes');
+
+const { UID2, IdentityStatus, EventType } = sdkModule;
+
+test('UID2 exposes the status codes and event names pages use', () => {
+  assert.deepEqual({ ...UID2.IdentityStatus }, {
+    ESTABLISHED: 0,
+    REFRESHED: 1,
+    EXPIRED: 100,
+    NO_IDENTITY: -1,
+    INVALID: -2,
+    REFRESH_EXPIRED: -3,
+    OPTOUT: -4,
+  });
+  assert.deepEqual({ ...UID2.EventType }, {
+    InitCompleted: 'InitCompleted',
+    IdentityUpdated: 'IdentityUpdated',
+    SdkLoaded: 'SdkLoaded',
+    OptoutReceived: 'OptoutReceived',
+  });
+  assert.equal(UID2.COOKIE_NAME, '__uid_2');
+  assert.equal(UID2.VERSION, sdkModule.VERSION);
+});
+
+test('init twice throws', () => {
+  const t = setup();
+  t.sdk.init({});
+  assert.throws(() => t.sdk.init({}), TypeError);
+});
+
+test('bad init options throw TypeError or RangeError and leave the SDK uninitialised', () => {
+  const cases = [
+    [null, TypeError],
+    ['opts', TypeError],
+    [{ callback: 'not a function' }, TypeError],
+    [{ refreshRetryPeriod: '5000' }, TypeError],
+    [{ refreshRetryPeriod: 999 }, RangeError],
+    [{ refreshRetryPeriod: NaN }, RangeError],
+    [{ baseUrl: 42 }, TypeError],
+    [{ cookiePath: {} }, TypeError],
+    [{ useCookie: 'yes' }, TypeError],
+  ];
+  for (const [opts, error] of cases) {
+    const t = setup();
+    assert.throws(() => t.sdk.init(opts), error, JSON.stringify(opts));
+    assert.equal(t.sdk.isInitComplete(), false);
+    t.sdk.init({ refreshRetryPeriod: 1000 }); // still possible after a rejected call
+  }
+});
+
+test('isLoginRequired and hasOptedOut are undefined before init', () => {
+  const t = setup();
+  assert.equal(t.sdk.isLoginRequired(), undefined);
+  assert.equal(t.sdk.hasOptedOut(), undefined);
+});
+
+test('before init the getters answer from storage', () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now());
+  t.localStorage.setItem(sdkModule.LOCAL_STORAGE_KEY, JSON.stringify(identity));
+  assert.equal(t.sdk.getAdvertisingToken(), identity.advertising_token);
+  assert.deepEqual(t.sdk.getIdentity(), identity);
+  assert.equal(t.sdk.isIdentityAvailable(), true);
+});
+
+test('init without identity loads the stored one', () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now());
+  t.localStorage.setItem(sdkModule.LOCAL_STORAGE_KEY, JSON.stringify(identity));
+  t.sdk.init({ callback: t.callback });
+  assert.equal(t.statuses[0].status, IdentityStatus.ESTABLISHED);
+  assert.equal(t.sdk.getAdvertisingToken(), identity.advertising_token);
+});
+
+test('getAdvertisingTokenAsync waits for init, then resolves or rejects at once', async () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now());
+  const early = t.sdk.getAdvertisingTokenAsync();
+  t.sdk.init({ identity });
+  assert.equal(await early, identity.advertising_token);
+  assert.equal(await t.sdk.getAdvertisingTokenAsync(), identity.advertising_token);
+
+  const empty = setup();
+  const waiting = empty.sdk.getAdvertisingTokenAsync();
+  empty.sdk.init({});
+  await assert.rejects(waiting, Error);
+  await assert.rejects(empty.sdk.getAdvertisingTokenAsync(), Error);
+});
+
+test('disconnect: clears both storages, rejects pending promises, token gone, IdentityUpdated(null)', async () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now(), { refreshFrom: -1 });
+  t.operator.hang();
+  t.sdk.init({ identity });
+  t.document.cookie = '__uid_2=' + encodeURIComponent(JSON.stringify(identity)) + ';path=/';
+  const pending = t.sdk.getAdvertisingTokenAsync(); // refresh in flight: deferred
+  let settled = false;
+  pending.catch(() => {}).finally(() => (settled = true));
+  await waitFor(() => t.operator.requests.length === 1, 'refresh started');
+  assert.equal(settled, false);
+
+  t.sdk.disconnect();
+  await assert.rejects(pending, /disconnected/);
+  assert.equal(storedIdentity(t.localStorage), null);
+  assert.deepEqual(t.document.find('__uid_2'), []);
+  assert.equal(t.sdk.getAdvertisingToken(), undefined);
+  assert.equal(t.sdk.isLoginRequired(), true);
+  const last = t.events[t.events.length - 1];
+  assert.equal(last.type, EventType.IdentityUpdated);
+  assert.equal(last.payload.identity, null);
+  await t.clock.advance(60000);
+  assert.equal(t.operator.requests.length, 1, 'no refresh after disconnect');
+  await assert.rejects(t.sdk.getAdvertisingTokenAsync());
+});
+
+test('a refresh answer arriving after disconnect does not bring the identity back', async () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now(), { refreshFrom: -1 });
+  const release = t.operator.held();
+  t.sdk.init({ identity });
+  t.sdk.disconnect();
+  release(new Response(await sealJson(identity.refresh_response_key, { status: 'success', body: makeIdentity(0) })));
+  await t.clock.advance(10000);
+  assert.equal(t.sdk.getAdvertisingToken(), undefined);
+  assert.equal(storedIdentity(t.localStorage), null);
+});
+
+test('abort stops the timers and rejects waiting promises', async () => {
+  const t = setup();
+  const waiting = t.sdk.getAdvertisingTokenAsync(); // before init: deferred
+  t.sdk.abort();
+  await assert.rejects(waiting, /aborted/);
+
+  const u = setup();
+  const identity = makeIdentity(u.clock.now(), { refreshFrom: 1000 });
+  u.sdk.init({ identity });
+  assert.equal(u.clock.pendingTimers().length, 1);
+  u.sdk.abort();
+  assert.deepEqual(u.clock.pendingTimers(), []);
+  await u.clock.advance(60000);
+  assert.equal(u.operator.requests.length, 0);
+});
+
+test('setIdentity replaces the identity, stores it, raises IdentityUpdated and restarts the timer', async () => {
+  const t = setup();
+  assert.throws(() => t.sdk.setIdentity(makeIdentity(0)), Error, 'before init');
+  t.sdk.init({ callback: t.callback });
+  const identity = makeIdentity(t.clock.now(), { refreshFrom: 6000 });
+  const next = makeIdentity(t.clock.now());
+  t.operator.answerRefresh(identity, { status: 'success', body: next });
+  t.sdk.setIdentity(identity);
+  assert.equal(t.statuses[1].status, IdentityStatus.ESTABLISHED);
+  assert.equal(t.sdk.getAdvertisingToken(), identity.advertising_token);
+  assert.deepEqual(storedIdentity(t.localStorage), identity);
+  const updated = t.events.filter((e) => e.type === EventType.IdentityUpdated);
+  assert.equal(updated[0].payload.identity.advertising_token, identity.advertising_token);
+  await t.clock.advance(10000);
+  await waitFor(() => t.sdk.getAdvertisingToken() === next.advertising_token, 'refresh of the set identity');
+});
+
+test('callbacks pushed after init receive SdkLoaded and InitCompleted immediately', () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now());
+  t.sdk.init({ identity });
+  const seen = [];
+  t.sdk.callbacks.push((type, payload) => seen.push([type, payload]));
+  assert.deepEqual(seen.map((s) => s[0]), [EventType.SdkLoaded, EventType.InitCompleted]);
+  assert.deepEqual(seen[0][1], {});
+  assert.equal(seen[1][1].identity.advertising_token, identity.advertising_token);
+});
+
+test('a throwing callback does not stop the others', () => {
+  const t = setup();
+  t.sdk.callbacks.push(() => {
+    throw new Error('page bug');
+  });
+  const seen = [];
+  t.sdk.callbacks.push((type) => seen.push(type));
+  t.sdk.init({});
+  assert.deepEqual(seen, [EventType.SdkLoaded, EventType.InitCompleted]);
+  assert.deepEqual(eventTypes(t.events), [EventType.SdkLoaded, EventType.InitCompleted]);
+});
