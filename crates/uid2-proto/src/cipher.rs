@@ -102,6 +102,40 @@ impl GcmKey {
     }
 }
 
+/// An AES-256-CBC/PKCS#7 decryption key (legacy v2 tokens), expanded once.
+pub struct CbcKey {
+    key: PaddedBlockDecryptingKey,
+}
+
+impl std::fmt::Debug for CbcKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CbcKey(..)")
+    }
+}
+
+impl CbcKey {
+    /// Expands a 32-byte AES-256 key.
+    pub fn new(secret: &[u8; 32]) -> Self {
+        let key = UnboundCipherKey::new(&AES_256, secret).expect("32-byte AES key");
+        Self {
+            key: PaddedBlockDecryptingKey::cbc_pkcs7(key).expect("CBC key"),
+        }
+    }
+
+    /// Decrypts `IV(16) ‖ ciphertext` in place and returns the plaintext, exactly as
+    /// [`cbc_open_in_place`] does, without expanding the key (and without allocating).
+    pub fn open_in_place<'a>(&self, boxed: &'a mut [u8]) -> Result<&'a mut [u8], OpenError> {
+        if boxed.len() < CBC_IV_LEN + 16 || !(boxed.len() - CBC_IV_LEN).is_multiple_of(16) {
+            return Err(OpenError);
+        }
+        let (iv, body) = boxed.split_at_mut(CBC_IV_LEN);
+        let iv: [u8; CBC_IV_LEN] = (&*iv).try_into().expect("16 bytes");
+        self.key
+            .decrypt(body, DecryptionContext::Iv128(FixedLength::from(iv)))
+            .map_err(|_| OpenError)
+    }
+}
+
 /// Decrypts `IV(16) ‖ AES-256-CBC/PKCS#7 ciphertext` in place and returns the plaintext.
 pub fn cbc_open_in_place<'a>(
     secret: &[u8; 32],
@@ -192,6 +226,18 @@ mod tests {
         );
         assert!(cbc_open_in_place(&secret, &mut boxed[..40].to_vec()).is_err());
         assert!(cbc_open_in_place(&secret, &mut [0u8; 10]).is_err());
+        let key = CbcKey::new(&secret);
+        assert_eq!(
+            key.open_in_place(&mut boxed.clone()).unwrap(),
+            b"sixteen bytes!!!"
+        );
+        assert!(key.open_in_place(&mut boxed[..40].to_vec()).is_err());
+        assert!(key.open_in_place(&mut [0u8; 10]).is_err());
+        assert!(
+            CbcKey::new(&[8u8; 32])
+                .open_in_place(&mut boxed.clone())
+                .is_err()
+        );
     }
 
     #[test]

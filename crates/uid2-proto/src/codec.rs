@@ -11,10 +11,12 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, pos: 0 }
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.bytes.get(self.pos..end)?;
@@ -26,22 +28,27 @@ impl<'a> Reader<'a> {
         self.take(N).map(|s| s.try_into().expect("length checked"))
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self) -> Option<u8> {
         self.array::<1>().map(|[b]| b)
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn i32(&mut self) -> Option<i32> {
         self.array().map(i32::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self) -> Option<i64> {
         self.array().map(i64::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         let out = &self.bytes[self.pos..];
         self.pos = self.bytes.len();
@@ -56,6 +63,7 @@ pub(crate) struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
+    #[inline]
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         Self { buf, pos: 0 }
     }
@@ -68,18 +76,22 @@ impl<'a> Writer<'a> {
         self
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
         self.put(&[v])
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
         self.put(&v.to_be_bytes())
     }
 
+    #[inline]
     pub(crate) fn i32(&mut self, v: i32) -> &mut Self {
         self.put(&v.to_be_bytes())
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self, v: i64) -> &mut Self {
         self.put(&v.to_be_bytes())
     }

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::cipher::GcmKey;
+use crate::cipher::{CbcKey, GcmKey};
 
 /// Keyset of the master keys (outer layer of advertising tokens).
 pub const MASTER_KEYSET_ID: i32 = -1;
@@ -43,6 +43,8 @@ pub struct Key {
     pub expires_s: i64,
     secret: [u8; 32],
     gcm: Arc<GcmKey>,
+    /// The CBC key of legacy v2 tokens, expanded on first use.
+    cbc: Arc<OnceLock<CbcKey>>,
 }
 
 impl fmt::Debug for Key {
@@ -88,6 +90,7 @@ impl Key {
             activates_s,
             expires_s,
             gcm: Arc::new(GcmKey::new(&secret)),
+            cbc: Arc::new(OnceLock::new()),
             secret,
         }
     }
@@ -100,6 +103,11 @@ impl Key {
     /// The expanded AES-256-GCM key.
     pub fn gcm(&self) -> &GcmKey {
         &self.gcm
+    }
+
+    /// The expanded AES-256-CBC key (legacy v2 tokens), expanded on first use.
+    pub fn cbc(&self) -> &CbcKey {
+        self.cbc.get_or_init(|| CbcKey::new(&self.secret))
     }
 
     /// Whether the key is active at `now_s`: `activates ≤ now < expires`.

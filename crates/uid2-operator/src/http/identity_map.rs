@@ -16,12 +16,12 @@ use uid2_proto::wire::{
 };
 use uid2_store::Role;
 
-use super::iso_time::{format_local_date_time, parse_local_date_time};
 use super::v2::V2Request;
 use super::{ApiError, LimitedBody};
 use crate::identity_service;
 use crate::snapshot::Snapshot;
 use crate::{Operator, now_ms};
+use uid2_proto::wire::datetime::{format_local_date_time, parse_local_date_time};
 
 const REASON_OPTOUT: &str = "optout";
 const REASON_INVALID: &str = "invalid identifier";

@@ -13,7 +13,7 @@ use super::{
     IdentityHeader, OperatorIdentity, PrivacyBits, PublisherIdentity, TokenError, TokenVersion,
     sniff_prefix,
 };
-use crate::cipher::{GCM_IV_LEN, GCM_OVERHEAD, GCM_TAG_LEN, cbc_open_in_place};
+use crate::cipher::{GCM_IV_LEN, GCM_OVERHEAD, GCM_TAG_LEN};
 use crate::codec::{Reader, Writer};
 use crate::encoding::{base64_decode_into, base64_encode, base64url_decode_into, base64url_encode};
 use crate::identity::{IdentityScope, IdentityType};
@@ -351,8 +351,10 @@ fn decode_v2(
     let master = keys
         .key(master_key_id)
         .ok_or(TokenError::UnknownMasterKey(master_key_id))?;
-    let master_plain =
-        cbc_open_in_place(master.secret(), master_box).map_err(|_| TokenError::DecryptionFailed)?;
+    let master_plain = master
+        .cbc()
+        .open_in_place(master_box)
+        .map_err(|_| TokenError::DecryptionFailed)?;
     let mut r = Reader::new(master_plain);
     let expires_ms = r.i64().ok_or(TokenError::Malformed)?;
     let site_key_id = r.u32().ok_or(TokenError::Malformed)?;
@@ -364,8 +366,10 @@ fn decode_v2(
         .key(site_key_id)
         .ok_or(TokenError::UnknownSiteKey(site_key_id))?;
     let site_box = &mut master_plain[12..12 + site_box_len];
-    let site_plain =
-        cbc_open_in_place(site.secret(), site_box).map_err(|_| TokenError::DecryptionFailed)?;
+    let site_plain = site
+        .cbc()
+        .open_in_place(site_box)
+        .map_err(|_| TokenError::DecryptionFailed)?;
     let mut r = Reader::new(site_plain);
     let site_id = r.i32().ok_or(TokenError::Malformed)?;
     let id_len = r.u32().ok_or(TokenError::Malformed)? as usize;

@@ -188,19 +188,33 @@ impl PublisherIdentity {
 
 /// Reads the first three bytes of a token from its first four characters, choosing base64url
 /// when they contain `-` or `_`, as every official decoder does.
+///
+/// Four characters without padding are exactly three bytes, so this is a plain table lookup (the
+/// same acceptance as decoding them with the base64 decoders: any character outside the chosen
+/// alphabet, padding included, is malformed).
 pub(crate) fn sniff_prefix(text: &str) -> Result<[u8; 3], TokenError> {
-    let head = text.get(..4).ok_or(TokenError::Malformed)?;
-    let mut out = [0u8; 3];
-    let n = if head.contains(['-', '_']) {
-        crate::encoding::base64url_decode_into(head, &mut out)
-    } else {
-        crate::encoding::base64_decode_into(head, &mut out)
+    let head: &[u8; 4] = text
+        .as_bytes()
+        .get(..4)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(TokenError::Malformed)?;
+    let url = head.iter().any(|&c| c == b'-' || c == b'_');
+    let mut v = 0u32;
+    for &c in head {
+        let sextet = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' if !url => 62,
+            b'/' if !url => 63,
+            b'-' if url => 62,
+            b'_' if url => 63,
+            _ => return Err(TokenError::Malformed),
+        };
+        v = (v << 6) | u32::from(sextet);
     }
-    .map_err(|_| TokenError::Malformed)?;
-    if n != 3 {
-        return Err(TokenError::Malformed);
-    }
-    Ok(out)
+    let [_, a, b, c] = v.to_be_bytes();
+    Ok([a, b, c])
 }
 
 #[cfg(test)]
@@ -232,5 +246,26 @@ mod tests {
         assert_eq!(sniff_prefix("A4AA").unwrap()[1], 128);
         assert_eq!(sniff_prefix("A3AA").unwrap()[1], 112);
         assert_eq!(sniff_prefix("é"), Err(TokenError::Malformed));
+        assert_eq!(sniff_prefix("éAA"), Err(TokenError::Malformed));
+        assert_eq!(sniff_prefix("AA=="), Err(TokenError::Malformed));
+        assert_eq!(sniff_prefix("A-+A"), Err(TokenError::Malformed));
+        assert_eq!(sniff_prefix("A/_A"), Err(TokenError::Malformed));
+        assert_eq!(sniff_prefix("_-CI").unwrap(), [0xff, 0xe0, 0x88]);
+        assert_eq!(sniff_prefix("/+CI").unwrap(), [0xff, 0xe0, 0x88]);
+        // Every 4-character prefix decodes as the general base64 decoders decode it.
+        for text in [
+            "AIAA", "A4AA", "Ag==", "AgAA", "zz9_", "+/+/", "-_-_", "Ah+B", "a-b_",
+        ] {
+            let mut out = [0u8; 3];
+            let general = if text.contains(['-', '_']) {
+                crate::encoding::base64url_decode_into(text, &mut out)
+            } else {
+                crate::encoding::base64_decode_into(text, &mut out)
+            };
+            match general {
+                Ok(3) => assert_eq!(sniff_prefix(text), Ok(out), "{text}"),
+                _ => assert_eq!(sniff_prefix(text), Err(TokenError::Malformed), "{text}"),
+            }
+        }
     }
 }

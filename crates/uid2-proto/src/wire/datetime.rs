@@ -33,7 +33,7 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.f{1,9}]` (seconds optional, as Java allows) to Unix ms.
-pub(crate) fn parse_local_date_time(text: &str) -> Option<i64> {
+pub fn parse_local_date_time(text: &str) -> Option<i64> {
     let (date, time) = text.split_once('T')?;
     let mut d = date.split('-');
     let (y, mo, da) = (d.next()?, d.next()?, d.next()?);
@@ -78,7 +78,7 @@ pub(crate) fn parse_local_date_time(text: &str) -> Option<i64> {
 }
 
 /// Formats Unix ms as `yyyy-MM-ddTHH:mm:ss.SSS` (UTC).
-pub(crate) fn format_local_date_time(ms: i64) -> String {
+pub fn format_local_date_time(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);

@@ -4,6 +4,8 @@
 //! `/v3/identity/map`), and strict about types: a string where an array belongs is a client error,
 //! never a crash. Response types serialise exactly the fields the SDKs look for.
 
+pub mod datetime;
+
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The `status` of every response.
