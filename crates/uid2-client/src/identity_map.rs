@@ -1,0 +1,515 @@
+//! [`IdentityMapClient`]: what advertisers and data providers use to map emails and phone
+//! numbers to raw UIDs: `/v2/identity/map`, `/v3/identity/map` (sent as a binary envelope, as
+//! the official Python `IdentityMapV3Client` does) and `/v2/identity/buckets`.
+//!
+//! Inputs are normalised and hashed here; answers are keyed by the input exactly as given.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use uid2_proto::identity::HashedIdentity;
+
+use crate::error::{Error, Result};
+use crate::transport::{Answer, Transport};
+
+fn hash_email(email: &str) -> Result<String> {
+    HashedIdentity::from_email(email)
+        .map(|h| h.hash.as_str().to_owned())
+        .map_err(|e| Error::InvalidInput(format!("{email:?}: {e}")))
+}
+
+fn hash_phone(phone: &str) -> Result<String> {
+    HashedIdentity::from_phone(phone)
+        .map(|h| h.hash.as_str().to_owned())
+        .map_err(|e| Error::InvalidInput(format!("{phone:?}: {e}")))
+}
+
+/// Remembers which inputs produced each hash, so answers can be keyed by input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct InputIndex {
+    by_hash: HashMap<String, Vec<String>>,
+}
+
+impl InputIndex {
+    fn add(&mut self, hash: &str, input: &str) {
+        self.by_hash
+            .entry(hash.to_owned())
+            .or_default()
+            .push(input.to_owned());
+    }
+
+    fn inputs<'a>(&'a self, hash: &'a str) -> impl Iterator<Item = &'a str> {
+        let listed = self.by_hash.get(hash);
+        let fallback = listed.is_none().then_some(hash);
+        listed
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(fallback)
+    }
+}
+
+/// The identities of one `/v2/identity/map` call: all emails or all phone numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityMapInput {
+    field: &'static str,
+    hashes: Vec<String>,
+    index: InputIndex,
+}
+
+impl IdentityMapInput {
+    fn hashed(field: &'static str, items: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        let mut input = Self {
+            field,
+            hashes: Vec::new(),
+            index: InputIndex::default(),
+        };
+        for item in items {
+            input.hashes.push(item.as_ref().to_owned());
+        }
+        input
+    }
+
+    fn raw(
+        field: &'static str,
+        items: impl IntoIterator<Item = impl AsRef<str>>,
+        hash: fn(&str) -> Result<String>,
+    ) -> Result<Self> {
+        let mut input = Self::hashed(field, std::iter::empty::<&str>());
+        for item in items {
+            let h = hash(item.as_ref())?;
+            input.index.add(&h, item.as_ref());
+            input.hashes.push(h);
+        }
+        Ok(input)
+    }
+
+    /// Raw email addresses; an invalid one fails the whole input.
+    pub fn from_emails(emails: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self> {
+        Self::raw("email_hash", emails, hash_email)
+    }
+
+    /// Phone numbers in E.164 form; an invalid one fails the whole input.
+    pub fn from_phones(phones: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self> {
+        Self::raw("phone_hash", phones, hash_phone)
+    }
+
+    /// Email hashes (base64 SHA-256 of normalised emails).
+    pub fn from_hashed_emails(hashes: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self::hashed("email_hash", hashes)
+    }
+
+    /// Phone hashes.
+    pub fn from_hashed_phones(hashes: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self::hashed("phone_hash", hashes)
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::json!({ self.field: self.hashes }).to_string()
+    }
+}
+
+/// A mapped identity of `/v2/identity/map`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MappedIdentity {
+    /// The raw UID (base64).
+    #[serde(rename = "advertising_id")]
+    pub raw_uid: String,
+    /// The salt bucket, to watch with [`IdentityMapClient::get_identity_buckets`].
+    pub bucket_id: String,
+}
+
+/// An identity `/v2/identity/map` did not map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedIdentity {
+    /// `optout` or `invalid identifier`.
+    pub reason: String,
+}
+
+/// The answer of `/v2/identity/map`, keyed by input (email, phone number or hash as given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityMapResponse {
+    /// Mapped identities.
+    pub mapped: HashMap<String, MappedIdentity>,
+    /// Identities that were not mapped.
+    pub unmapped: HashMap<String, UnmappedIdentity>,
+}
+
+/// Why `/v3/identity/map` did not map an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnmappedIdentityReason {
+    /// The user opted out.
+    OptOut,
+    /// Not a valid email, phone number or hash.
+    InvalidIdentifier,
+    /// A reason this SDK does not know (see the raw reason).
+    Unknown,
+}
+
+impl UnmappedIdentityReason {
+    fn parse(reason: &str) -> Self {
+        match reason {
+            "optout" => Self::OptOut,
+            "invalid identifier" => Self::InvalidIdentifier,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// A mapped identity of `/v3/identity/map`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedIdentityV3 {
+    /// The current raw UID (base64).
+    pub current_raw_uid: String,
+    /// The raw UID before the last salt rotation, for 90 days after it.
+    pub previous_raw_uid: Option<String>,
+    /// When to map this identity again (Unix ms; the service sends whole seconds).
+    pub refresh_from_ms: i64,
+}
+
+/// An identity `/v3/identity/map` did not map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedIdentityV3 {
+    /// The reason.
+    pub reason: UnmappedIdentityReason,
+    /// The reason as the service wrote it.
+    pub raw_reason: String,
+}
+
+/// The identities of one `/v3/identity/map` call, emails and phone numbers mixed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityMapV3Input {
+    email_hashes: Vec<String>,
+    phone_hashes: Vec<String>,
+    index: InputIndex,
+}
+
+impl IdentityMapV3Input {
+    /// An empty input.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raw email addresses.
+    pub fn from_emails(emails: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self> {
+        Self::new().with_emails(emails)
+    }
+
+    /// Phone numbers.
+    pub fn from_phones(phones: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self> {
+        Self::new().with_phones(phones)
+    }
+
+    /// Adds raw email addresses.
+    pub fn with_emails(
+        mut self,
+        emails: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Self> {
+        for e in emails {
+            self = self.with_email(e.as_ref())?;
+        }
+        Ok(self)
+    }
+
+    /// Adds phone numbers.
+    pub fn with_phones(
+        mut self,
+        phones: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Self> {
+        for p in phones {
+            self = self.with_phone(p.as_ref())?;
+        }
+        Ok(self)
+    }
+
+    /// Adds a raw email address.
+    pub fn with_email(mut self, email: &str) -> Result<Self> {
+        let h = hash_email(email)?;
+        self.index.add(&h, email);
+        self.email_hashes.push(h);
+        Ok(self)
+    }
+
+    /// Adds a phone number.
+    pub fn with_phone(mut self, phone: &str) -> Result<Self> {
+        let h = hash_phone(phone)?;
+        self.index.add(&h, phone);
+        self.phone_hashes.push(h);
+        Ok(self)
+    }
+
+    /// Adds an email hash.
+    pub fn with_hashed_email(mut self, hash: &str) -> Self {
+        self.index.add(hash, hash);
+        self.email_hashes.push(hash.to_owned());
+        self
+    }
+
+    /// Adds a phone hash.
+    pub fn with_hashed_phone(mut self, hash: &str) -> Self {
+        self.index.add(hash, hash);
+        self.phone_hashes.push(hash.to_owned());
+        self
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::json!({ "email_hash": self.email_hashes, "phone_hash": self.phone_hashes })
+            .to_string()
+    }
+}
+
+/// The answer of `/v3/identity/map`, keyed by input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityMapV3Response {
+    /// Mapped identities.
+    pub mapped: HashMap<String, MappedIdentityV3>,
+    /// Identities that were not mapped.
+    pub unmapped: HashMap<String, UnmappedIdentityV3>,
+}
+
+/// A salt bucket that rotated since a given time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IdentityBucket {
+    /// The bucket id, as `/v2/identity/map` reports it.
+    pub bucket_id: String,
+    /// When it rotated (`yyyy-MM-ddTHH:mm:ss.SSS`, UTC).
+    pub last_updated: String,
+}
+
+#[derive(Deserialize)]
+struct V2Body {
+    #[serde(default)]
+    mapped: Vec<MappedJson>,
+    #[serde(default)]
+    unmapped: Vec<UnmappedJson>,
+}
+
+#[derive(Deserialize)]
+struct MappedJson {
+    identifier: String,
+    #[serde(flatten)]
+    identity: MappedIdentity,
+}
+
+#[derive(Deserialize)]
+struct UnmappedJson {
+    identifier: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct V3Body {
+    #[serde(default)]
+    email_hash: Vec<V3Entry>,
+    #[serde(default)]
+    phone_hash: Vec<V3Entry>,
+}
+
+#[derive(Deserialize)]
+struct V3Entry {
+    #[serde(default)]
+    u: Option<String>,
+    #[serde(default)]
+    p: Option<String>,
+    #[serde(default)]
+    r: Option<i64>,
+    #[serde(default)]
+    e: Option<String>,
+}
+
+/// Maps identities to raw UIDs (an API key with role `MAPPER`).
+#[derive(Debug)]
+pub struct IdentityMapClient {
+    transport: Transport,
+}
+
+impl IdentityMapClient {
+    /// A client for `base_url` with an API key and its client secret (base64).
+    pub fn new(base_url: &str, api_key: &str, secret_b64: &str) -> Result<Self> {
+        Self::with_http_client(base_url, api_key, secret_b64, None)
+    }
+
+    /// As [`new`](Self::new), with your own `reqwest` client.
+    pub fn with_http_client(
+        base_url: &str,
+        api_key: &str,
+        secret_b64: &str,
+        http: Option<reqwest::Client>,
+    ) -> Result<Self> {
+        Ok(Self {
+            transport: Transport::new(base_url, api_key, secret_b64, http)?,
+        })
+    }
+
+    /// Maps with `/v2/identity/map`.
+    pub async fn generate_identity_map(
+        &self,
+        input: &IdentityMapInput,
+    ) -> Result<IdentityMapResponse> {
+        let json = self
+            .transport
+            .call("/v2/identity/map", input.to_json().as_bytes(), false)
+            .await?;
+        let body: V2Body = Answer::parse(&json)?.into_success_body()?;
+        let mut out = IdentityMapResponse::default();
+        for m in body.mapped {
+            for raw in input.index.inputs(&m.identifier) {
+                out.mapped.insert(raw.to_owned(), m.identity.clone());
+            }
+        }
+        for u in body.unmapped {
+            for raw in input.index.inputs(&u.identifier) {
+                out.unmapped.insert(
+                    raw.to_owned(),
+                    UnmappedIdentity {
+                        reason: u.reason.clone(),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Maps with `/v3/identity/map` (current and previous raw UID, refresh time), sending a
+    /// binary envelope.
+    pub async fn generate_identity_map_v3(
+        &self,
+        input: &IdentityMapV3Input,
+    ) -> Result<IdentityMapV3Response> {
+        let json = self
+            .transport
+            .call("/v3/identity/map", input.to_json().as_bytes(), true)
+            .await?;
+        let body: V3Body = Answer::parse(&json)?.into_success_body()?;
+        if body.email_hash.len() != input.email_hashes.len()
+            || body.phone_hash.len() != input.phone_hashes.len()
+        {
+            return Err(Error::malformed(
+                "identity map answered a different number of identities",
+            ));
+        }
+        let mut out = IdentityMapV3Response::default();
+        let pairs = input
+            .email_hashes
+            .iter()
+            .zip(&body.email_hash)
+            .chain(input.phone_hashes.iter().zip(&body.phone_hash));
+        for (hash, entry) in pairs {
+            let result = match (entry, &entry.e) {
+                (
+                    V3Entry {
+                        u: Some(u),
+                        r: Some(r),
+                        ..
+                    },
+                    None,
+                ) => Ok(MappedIdentityV3 {
+                    current_raw_uid: u.clone(),
+                    previous_raw_uid: entry.p.clone(),
+                    refresh_from_ms: r.saturating_mul(1000),
+                }),
+                (_, Some(e)) => Err(UnmappedIdentityV3 {
+                    reason: UnmappedIdentityReason::parse(e),
+                    raw_reason: e.clone(),
+                }),
+                _ => {
+                    return Err(Error::malformed(
+                        "an identity map entry has neither u/r nor e",
+                    ));
+                }
+            };
+            for raw in input.index.inputs(hash) {
+                match &result {
+                    Ok(m) => {
+                        out.mapped.insert(raw.to_owned(), m.clone());
+                    }
+                    Err(u) => {
+                        out.unmapped.insert(raw.to_owned(), u.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The salt buckets rotated at or after `since_ms` (Unix ms, sent as
+    /// `YYYY-MM-DDTHH:MM:SS` UTC, whole seconds): map their identities again.
+    pub async fn get_identity_buckets(&self, since_ms: i64) -> Result<Vec<IdentityBucket>> {
+        let payload = serde_json::json!({ "since_timestamp": iso_utc_seconds(since_ms) });
+        let json = self
+            .transport
+            .call(
+                "/v2/identity/buckets",
+                payload.to_string().as_bytes(),
+                false,
+            )
+            .await?;
+        Answer::parse(&json)?.into_success_body()
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix millisecond time, UTC (proleptic Gregorian calendar).
+pub(crate) fn iso_utc_seconds(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_timestamps() {
+        assert_eq!(iso_utc_seconds(0), "1970-01-01T00:00:00");
+        assert_eq!(iso_utc_seconds(1_654_088_400_999), "2022-06-01T13:00:00");
+        assert_eq!(iso_utc_seconds(951_782_400_000), "2000-02-29T00:00:00");
+        assert_eq!(iso_utc_seconds(-1_000), "1969-12-31T23:59:59");
+        assert_eq!(iso_utc_seconds(4_102_444_800_000), "2100-01-01T00:00:00");
+    }
+
+    #[test]
+    fn inputs_are_hashed_and_indexed() {
+        let input =
+            IdentityMapInput::from_emails(["USER@example.com", "user@example.com"]).unwrap();
+        assert_eq!(input.hashes.len(), 2);
+        assert_eq!(input.hashes[0], input.hashes[1]);
+        let raws: Vec<&str> = input.index.inputs(&input.hashes[0]).collect();
+        assert_eq!(raws, ["USER@example.com", "user@example.com"]);
+        assert!(input.to_json().starts_with(r#"{"email_hash":["#));
+        // Hashed inputs are their own keys.
+        let hashed = IdentityMapInput::from_hashed_phones(["h1"]);
+        assert_eq!(hashed.index.inputs("h1").collect::<Vec<_>>(), ["h1"]);
+        assert!(IdentityMapInput::from_phones(["12345"]).is_err());
+
+        let v3 = IdentityMapV3Input::from_emails(["a@example.com"])
+            .unwrap()
+            .with_phone("+12345678901")
+            .unwrap()
+            .with_hashed_email("h");
+        assert_eq!(
+            v3.to_json(),
+            format!(
+                r#"{{"email_hash":["{}","h"],"phone_hash":["EObwtHBUqDNZR33LNSMdtt5cafsYFuGmuY4ZLenlue4="]}}"#,
+                v3.email_hashes[0]
+            )
+        );
+        assert!(IdentityMapV3Input::new().with_email("nope").is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! The UID2 client SDK for Rust.
+//!
+//! One client per role, each speaking the operator's v2 API exactly as the official SDKs do
+//! (Java, Python): the same requests, envelopes, statuses and checks, so it works against any
+//! UID2 operator, this project's or the official one.
+//!
+//! - [`PublisherClient`]: generate an identity from an email or phone number, refresh it.
+//! - [`BidstreamClient`]: decrypt advertising tokens in bid requests (SSPs, DSPs).
+//! - [`SharingClient`]: encrypt raw UIDs into sharing tokens and decrypt them (sharers).
+//! - [`IdentityMapClient`]: map emails and phone numbers to raw UIDs (advertisers).
+//!
+//! All cryptography is `uid2-proto`'s (aws-lc-rs). Decryption is synchronous, lock-free and
+//! allocation-free: keys are swapped in atomically by [`BidstreamClient::refresh`] or by the
+//! background task of [`BidstreamClient::start_auto_refresh`].
+//!
+//! A publisher:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), uid2_client::Error> {
+//! use uid2_client::{PublisherClient, TokenGenerateInput, TokenGenerateResponse};
+//!
+//! let client = PublisherClient::new("https://prod.uidapi.com", "API key", "c2VjcmV0...")?;
+//! match client.generate_token(&TokenGenerateInput::from_email("user@example.com")).await? {
+//!     TokenGenerateResponse::Success(identity) => println!("{}", identity.advertising_token),
+//!     TokenGenerateResponse::OptOut => println!("opted out: no token"),
+//!     TokenGenerateResponse::InsufficientUserConsent => println!("no consent"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! An SSP:
+//!
+//! ```no_run
+//! # async fn run(token: &str) -> Result<(), uid2_client::Error> {
+//! use std::time::Duration;
+//! use uid2_client::BidstreamClient;
+//!
+//! let client = BidstreamClient::new("https://prod.uidapi.com", "API key", "c2VjcmV0...")?;
+//! client.refresh().await?;
+//! let _refresher = client.start_auto_refresh(Duration::from_secs(3600));
+//! let result = client.decrypt_token_into_raw_uid(token, Some("publisher.example"));
+//! if let Some(raw_uid) = result.raw_uid {
+//!     println!("raw UID {raw_uid}");
+//! }
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod bidstream;
+mod decrypt;
+mod error;
+pub mod identity_map;
+pub mod keys;
+mod publisher;
+mod refresh;
+mod sharing;
+mod transport;
+
+pub use bidstream::BidstreamClient;
+pub use decrypt::{DecryptionResponse, DecryptionStatus, EncryptionStatus};
+pub use error::{Error, Result};
+pub use identity_map::{
+    IdentityBucket, IdentityMapClient, IdentityMapInput, IdentityMapResponse, IdentityMapV3Input,
+    IdentityMapV3Response,
+};
+pub use keys::KeyContainer;
+pub use publisher::{
+    IdentityTokens, PublisherClient, TokenGenerateInput, TokenGenerateResponse,
+    TokenRefreshResponse,
+};
+pub use refresh::AutoRefresh;
+pub use sharing::SharingClient;
+pub use uid2_proto::identity::{IdentityScope, IdentityType};
+pub use uid2_proto::salt::RawUid;
+pub use uid2_proto::token::TokenVersion;
+
+/// The current time in Unix milliseconds (the clock every client reads).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

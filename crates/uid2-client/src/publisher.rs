@@ -1,0 +1,342 @@
+//! [`PublisherClient`]: what publishers use to turn a signed-in user's email or phone number
+//! into a UID2 identity (`/v2/token/generate`) and to keep it fresh (`/v2/token/refresh`).
+//!
+//! Emails and phone numbers are normalised and hashed here before they are sent, as the
+//! official SDKs do; only the hash leaves the process.
+
+use serde::{Deserialize, Serialize};
+use uid2_proto::encoding::base64_decode;
+use uid2_proto::envelope::open_bare_response;
+use uid2_proto::identity::HashedIdentity;
+
+use crate::error::{Error, Result};
+use crate::transport::{Answer, Transport};
+
+/// The tokens of one identity, as `/v2/token/generate` and `/v2/token/refresh` return them.
+/// Times are Unix **milliseconds**. Keep it in the user's session (e.g. as
+/// [`to_json_string`](Self::to_json_string)) and refresh it when
+/// [`is_due_for_refresh`](Self::is_due_for_refresh).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityTokens {
+    /// The advertising token to put in bid requests.
+    pub advertising_token: String,
+    /// The refresh token (opaque; the 388-character wrapper of the v2 API).
+    pub refresh_token: String,
+    /// When the advertising token expires (ms).
+    pub identity_expires: i64,
+    /// When the refresh token expires (ms).
+    pub refresh_expires: i64,
+    /// When to start refreshing (ms).
+    pub refresh_from: i64,
+    /// The key (base64) that opens the answer of the next refresh.
+    #[serde(default)]
+    pub refresh_response_key: String,
+}
+
+impl IdentityTokens {
+    /// Reads an identity saved with [`to_json_string`](Self::to_json_string) (or the `body` of
+    /// a generate answer).
+    pub fn from_json_str(json: &str) -> Result<Self> {
+        serde_json::from_str(json).map_err(Error::malformed)
+    }
+
+    /// The identity as JSON, to keep in a session.
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(self).expect("identity tokens serialise")
+    }
+
+    /// Whether the advertising token has expired at `now_ms` (strictly after `identity_expires`).
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        now_ms > self.identity_expires
+    }
+
+    /// Whether it is time to refresh at `now_ms`: past `refresh_from`, or expired.
+    pub fn is_due_for_refresh(&self, now_ms: i64) -> bool {
+        now_ms > self.refresh_from || self.is_expired(now_ms)
+    }
+
+    /// Whether the identity can still be refreshed at `now_ms`: the refresh token has not
+    /// expired and there is one.
+    pub fn is_refreshable(&self, now_ms: i64) -> bool {
+        now_ms <= self.refresh_expires && !self.refresh_token.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputKind {
+    Email,
+    Phone,
+}
+
+/// The identity to generate a token for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGenerateInput {
+    kind: InputKind,
+    value: String,
+    already_hashed: bool,
+    hash: bool,
+    tcf_consent_string: Option<String>,
+}
+
+impl TokenGenerateInput {
+    fn new(kind: InputKind, value: &str, already_hashed: bool) -> Self {
+        Self {
+            kind,
+            value: value.to_owned(),
+            already_hashed,
+            hash: !already_hashed,
+            tcf_consent_string: None,
+        }
+    }
+
+    /// A raw email address (normalised and hashed before sending).
+    pub fn from_email(email: &str) -> Self {
+        Self::new(InputKind::Email, email, false)
+    }
+
+    /// A phone number in E.164 form (hashed before sending).
+    pub fn from_phone(phone: &str) -> Self {
+        Self::new(InputKind::Phone, phone, false)
+    }
+
+    /// The base64 SHA-256 of a normalised email.
+    pub fn from_hashed_email(hash: &str) -> Self {
+        Self::new(InputKind::Email, hash, true)
+    }
+
+    /// The base64 SHA-256 of a phone number.
+    pub fn from_hashed_phone(hash: &str) -> Self {
+        Self::new(InputKind::Phone, hash, true)
+    }
+
+    /// Sends a raw email or phone number as it is, leaving normalisation to the service.
+    pub fn do_not_hash(mut self) -> Self {
+        self.hash = false;
+        self
+    }
+
+    /// EUID: the user's TCF consent string.
+    pub fn with_transparency_and_consent_string(mut self, tcf: &str) -> Self {
+        self.tcf_consent_string = Some(tcf.to_owned());
+        self
+    }
+
+    /// The request JSON; invalid emails and phone numbers are refused here.
+    pub fn to_json(&self) -> Result<String> {
+        let (field, value) = match (self.kind, self.already_hashed, self.hash) {
+            (InputKind::Email, true, _) => ("email_hash", self.value.clone()),
+            (InputKind::Phone, true, _) => ("phone_hash", self.value.clone()),
+            (InputKind::Email, false, true) => {
+                let id = HashedIdentity::from_email(&self.value)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+                ("email_hash", id.hash.as_str().to_owned())
+            }
+            (InputKind::Phone, false, true) => {
+                let id = HashedIdentity::from_phone(&self.value)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+                ("phone_hash", id.hash.as_str().to_owned())
+            }
+            (InputKind::Email, false, false) => ("email", self.value.clone()),
+            (InputKind::Phone, false, false) => ("phone", self.value.clone()),
+        };
+        let mut json = serde_json::Map::new();
+        json.insert(field.into(), value.into());
+        if let Some(tcf) = &self.tcf_consent_string {
+            json.insert("tcf_consent_string".into(), tcf.clone().into());
+        }
+        Ok(serde_json::Value::Object(json).to_string())
+    }
+}
+
+/// What `/v2/token/generate` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenGenerateResponse {
+    /// A new identity.
+    Success(IdentityTokens),
+    /// The user has opted out: no identity, and none must be used for them.
+    OptOut,
+    /// EUID: the TCF consent string lacks the consent UID2 needs.
+    InsufficientUserConsent,
+}
+
+/// What `/v2/token/refresh` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefreshResponse {
+    /// The refreshed identity; replace the old one with it.
+    Success(IdentityTokens),
+    /// The user has opted out since: drop the identity.
+    OptOut,
+}
+
+/// Generates and refreshes identities for a publisher (an API key with role `GENERATOR`).
+#[derive(Debug)]
+pub struct PublisherClient {
+    transport: Transport,
+}
+
+impl PublisherClient {
+    /// A client for `base_url` (e.g. `https://prod.uidapi.com`) with an API key and its client
+    /// secret (base64).
+    pub fn new(base_url: &str, api_key: &str, secret_b64: &str) -> Result<Self> {
+        Self::with_http_client(base_url, api_key, secret_b64, None)
+    }
+
+    /// As [`new`](Self::new), with your own `reqwest` client.
+    pub fn with_http_client(
+        base_url: &str,
+        api_key: &str,
+        secret_b64: &str,
+        http: Option<reqwest::Client>,
+    ) -> Result<Self> {
+        Ok(Self {
+            transport: Transport::new(base_url, api_key, secret_b64, http)?,
+        })
+    }
+
+    /// Generates an identity. An opted-out user gives [`TokenGenerateResponse::OptOut`]; HTTP
+    /// errors (bad key, invalid identifier) give [`Error::Api`].
+    pub async fn generate_token(
+        &self,
+        input: &TokenGenerateInput,
+    ) -> Result<TokenGenerateResponse> {
+        let json = input.to_json()?;
+        let answer = self
+            .transport
+            .call("/v2/token/generate", json.as_bytes(), false)
+            .await?;
+        let answer: Answer<IdentityTokens> = Answer::parse(&answer)?;
+        match answer.status.as_str() {
+            "optout" => Ok(TokenGenerateResponse::OptOut),
+            "insufficient_user_consent" => Ok(TokenGenerateResponse::InsufficientUserConsent),
+            _ => answer
+                .into_success_body()
+                .map(TokenGenerateResponse::Success),
+        }
+    }
+
+    /// Refreshes an identity: posts its refresh token to `/v2/token/refresh` and opens the answer
+    /// with its `refresh_response_key`. An expired or unknown refresh token gives
+    /// [`Error::Api`] with status `expired_token` or `invalid_token`.
+    pub async fn refresh_token(&self, identity: &IdentityTokens) -> Result<TokenRefreshResponse> {
+        self.refresh_token_at(identity, crate::now_ms()).await
+    }
+
+    async fn refresh_token_at(
+        &self,
+        identity: &IdentityTokens,
+        now_ms: i64,
+    ) -> Result<TokenRefreshResponse> {
+        let key: [u8; 32] = base64_decode(&identity.refresh_response_key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| {
+                Error::InvalidInput("the identity has no 32-byte refresh_response_key".into())
+            })?;
+        let body = self
+            .transport
+            .post_text("/v2/token/refresh", &identity.refresh_token)
+            .await?;
+        let sealed = base64_decode(body.trim_ascii())
+            .map_err(|_| Error::malformed("the refresh answer is not base64"))?;
+        let json = open_bare_response(&key, &sealed)?;
+        let answer: Answer<IdentityTokens> = Answer::parse(&json)?;
+        if answer.status == "optout" {
+            return Ok(TokenRefreshResponse::OptOut);
+        }
+        let refreshed = answer.into_success_body()?;
+        if !refreshed.is_refreshable(now_ms) || refreshed.is_expired(now_ms) {
+            return Err(Error::malformed(
+                "the refreshed identity is already expired or not refreshable",
+            ));
+        }
+        Ok(TokenRefreshResponse::Success(refreshed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> IdentityTokens {
+        IdentityTokens {
+            advertising_token: "A4AAAA".into(),
+            refresh_token: "R".into(),
+            identity_expires: 2_000,
+            refresh_expires: 3_000,
+            refresh_from: 1_000,
+            refresh_response_key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn identity_times_are_compared_in_milliseconds() {
+        let id = identity();
+        assert!(!id.is_due_for_refresh(1_000));
+        assert!(id.is_due_for_refresh(1_001));
+        assert!(!id.is_expired(2_000));
+        assert!(id.is_expired(2_001));
+        assert!(id.is_refreshable(3_000));
+        assert!(!id.is_refreshable(3_001));
+        let no_refresh = IdentityTokens {
+            refresh_token: String::new(),
+            ..identity()
+        };
+        assert!(!no_refresh.is_refreshable(0));
+        // Realistic millisecond values: one second before refresh_from is not due.
+        let real = IdentityTokens {
+            refresh_from: 1_700_000_000_000,
+            identity_expires: 1_700_000_360_000,
+            refresh_expires: 1_702_592_000_000,
+            ..identity()
+        };
+        assert!(!real.is_due_for_refresh(1_699_999_999_000));
+        assert!(real.is_due_for_refresh(1_700_000_000_001));
+    }
+
+    #[test]
+    fn identity_json_round_trips() {
+        let id = identity();
+        let json = id.to_json_string();
+        assert!(json.contains("\"refresh_response_key\":\"k\""));
+        assert_eq!(IdentityTokens::from_json_str(&json).unwrap(), id);
+        assert!(IdentityTokens::from_json_str("{}").is_err());
+    }
+
+    #[test]
+    fn generate_inputs_hash_like_the_official_sdks() {
+        let json = TokenGenerateInput::from_email("   USER@EXAMPLE.COM   ")
+            .to_json()
+            .unwrap();
+        assert_eq!(
+            json,
+            r#"{"email_hash":"tMmiiTI7IaAcPpQPFQ65uMVCWH8av9jw4cwf/F5HVRQ="}"#
+        );
+        let json = TokenGenerateInput::from_phone("+12345678901")
+            .to_json()
+            .unwrap();
+        assert_eq!(
+            json,
+            r#"{"phone_hash":"EObwtHBUqDNZR33LNSMdtt5cafsYFuGmuY4ZLenlue4="}"#
+        );
+        let json = TokenGenerateInput::from_hashed_email("abc")
+            .with_transparency_and_consent_string("CP")
+            .to_json()
+            .unwrap();
+        assert_eq!(json, r#"{"email_hash":"abc","tcf_consent_string":"CP"}"#);
+        let json = TokenGenerateInput::from_email("A@b.com")
+            .do_not_hash()
+            .to_json()
+            .unwrap();
+        assert_eq!(json, r#"{"email":"A@b.com"}"#);
+        assert!(
+            TokenGenerateInput::from_email("not an email")
+                .to_json()
+                .is_err()
+        );
+        assert!(
+            TokenGenerateInput::from_phone("555-1234")
+                .to_json()
+                .is_err()
+        );
+    }
+}

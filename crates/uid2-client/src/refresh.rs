@@ -1,0 +1,144 @@
+//! Keeping keys current: the shared key slot of the bidstream and sharing clients, and the
+//! background task that refreshes it.
+//!
+//! The slot is an [`ArcSwapOption`]: a refresh builds a whole new [`KeyContainer`] and swaps the
+//! pointer, so readers never wait, never lock and always see one consistent answer. The
+//! background task ([`AutoRefresh`]) calls the key endpoint on a Tokio interval; a failed refresh
+//! keeps the previous keys (they stay usable until they expire, as in the official SDKs).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+
+use crate::error::Result;
+use crate::keys::KeyContainer;
+use crate::transport::Transport;
+
+/// A key endpoint and the keys it last answered.
+#[derive(Debug)]
+pub(crate) struct KeySource {
+    transport: Transport,
+    path: &'static str,
+    keys: ArcSwapOption<KeyContainer>,
+}
+
+impl KeySource {
+    pub(crate) fn new(transport: Transport, path: &'static str) -> Self {
+        Self {
+            transport,
+            path,
+            keys: ArcSwapOption::empty(),
+        }
+    }
+
+    /// Fetches the keys and swaps them in.
+    pub(crate) async fn refresh(&self) -> Result<()> {
+        let json = self.transport.call(self.path, &[], false).await?;
+        self.refresh_json(&json)
+    }
+
+    /// Swaps in the keys of a decrypted key-endpoint answer.
+    pub(crate) fn refresh_json(&self, json: &[u8]) -> Result<()> {
+        let container = KeyContainer::from_json(json)?;
+        self.keys.store(Some(Arc::new(container)));
+        Ok(())
+    }
+
+    /// Runs `f` on the current keys without locking (a hazard-pointer style load).
+    #[inline]
+    pub(crate) fn with_keys<R>(&self, f: impl FnOnce(Option<&KeyContainer>) -> R) -> R {
+        let guard = self.keys.load();
+        f(guard.as_deref())
+    }
+
+    /// The current keys.
+    pub(crate) fn keys(&self) -> Option<Arc<KeyContainer>> {
+        self.keys.load_full()
+    }
+
+    /// Starts the background refresher.
+    pub(crate) fn start_auto_refresh(self: &Arc<Self>, interval: Duration) -> AutoRefresh {
+        let source = Arc::clone(self);
+        let stats = Arc::new(RefreshStats::default());
+        let task_stats = Arc::clone(&stats);
+        let handle = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match source.refresh().await {
+                    Ok(()) => {
+                        task_stats.successes.fetch_add(1, Ordering::Relaxed);
+                        task_stats
+                            .last_success_ms
+                            .store(crate::now_ms(), Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        task_stats.failures.fetch_add(1, Ordering::Relaxed);
+                        *task_stats
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    }
+                }
+            }
+        });
+        AutoRefresh { handle, stats }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RefreshStats {
+    successes: AtomicU64,
+    failures: AtomicU64,
+    last_success_ms: AtomicI64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A running background refresher. It stops when this handle is dropped or [`stop`]ped.
+///
+/// [`stop`]: AutoRefresh::stop
+#[derive(Debug)]
+pub struct AutoRefresh {
+    handle: tokio::task::JoinHandle<()>,
+    stats: Arc<RefreshStats>,
+}
+
+impl AutoRefresh {
+    /// Refreshes that succeeded so far.
+    pub fn successes(&self) -> u64 {
+        self.stats.successes.load(Ordering::Relaxed)
+    }
+
+    /// Refreshes that failed so far (the previous keys stayed in use).
+    pub fn failures(&self) -> u64 {
+        self.stats.failures.load(Ordering::Relaxed)
+    }
+
+    /// When the last refresh succeeded (Unix ms), if one has.
+    pub fn last_success_ms(&self) -> Option<i64> {
+        Some(self.stats.last_success_ms.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// The error of the last failed refresh, if any failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops the refresher.
+    pub fn stop(self) {
+        // Drop aborts the task.
+    }
+}
+
+impl Drop for AutoRefresh {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}

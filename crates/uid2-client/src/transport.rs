@@ -1,0 +1,221 @@
+//! The HTTP side shared by every client: base URL, API key, client secret, and the v2 envelope
+//! round trip (`POST` of `base64(0x01 ‖ GCM(secret, timestamp ‖ nonce ‖ JSON))` with
+//! `Authorization: Bearer <API key>`, answer opened with the same secret and checked for the
+//! nonce), exactly as the official SDKs do it.
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use uid2_proto::cipher::GcmKey;
+use uid2_proto::encoding::{base64_decode, base64_encode};
+use uid2_proto::envelope::{open_response, seal_request};
+
+use crate::error::{Error, Result};
+
+/// What the SDK sends as `X-UID2-Client-Version`.
+pub(crate) const CLIENT_VERSION: &str = concat!("uid2-client-rust-", env!("CARGO_PKG_VERSION"));
+/// The content type of binary envelopes (request and response).
+const BINARY: &str = "application/octet-stream";
+/// Default time limit of one request.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Decodes a client secret (base64 of 32 bytes).
+pub(crate) fn decode_secret(secret_b64: &str) -> Result<[u8; 32]> {
+    base64_decode(secret_b64.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
+        .ok_or(Error::InvalidSecret)
+}
+
+/// Base URL, credentials and an HTTP client.
+pub(crate) struct Transport {
+    base_url: String,
+    bearer: HeaderValue,
+    secret: GcmKey,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `{"status": …, "body": …}` as the SDKs first read a decrypted answer.
+#[derive(Deserialize)]
+pub(crate) struct Answer<T> {
+    pub(crate) status: String,
+    #[serde(default = "Option::default")]
+    pub(crate) body: Option<T>,
+}
+
+impl<T: DeserializeOwned> Answer<T> {
+    /// Parses a decrypted answer.
+    pub(crate) fn parse(json: &[u8]) -> Result<Self> {
+        serde_json::from_slice(json).map_err(Error::malformed)
+    }
+
+    /// The body of a `success` answer; any other status is an error.
+    pub(crate) fn into_success_body(self) -> Result<T> {
+        if self.status != "success" {
+            return Err(Error::UnexpectedStatus(self.status));
+        }
+        self.body
+            .ok_or_else(|| Error::malformed("success without a body"))
+    }
+}
+
+impl Transport {
+    /// A transport for `base_url` (e.g. `https://prod.uidapi.com`), the API key and the client
+    /// secret (base64). `http` replaces the default client (30 s timeout).
+    pub(crate) fn new(
+        base_url: &str,
+        api_key: &str,
+        secret_b64: &str,
+        http: Option<reqwest::Client>,
+    ) -> Result<Self> {
+        let secret = decode_secret(secret_b64)?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", api_key.trim()))
+            .map_err(|_| Error::InvalidInput("the API key is not a valid header value".into()))?;
+        let http = match http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .timeout(DEFAULT_TIMEOUT)
+                .build()?,
+        };
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            bearer,
+            secret: GcmKey::new(&secret),
+            http,
+        })
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{}", self.base_url, path))
+            .header(AUTHORIZATION, self.bearer.clone())
+            .header("X-UID2-Client-Version", CLIENT_VERSION)
+    }
+
+    /// Sends `payload` (JSON, or nothing for the key endpoints) in a v2 envelope and returns the
+    /// decrypted answer. `binary` sends and expects raw bytes (`application/octet-stream`), as
+    /// the v3 identity map client does; otherwise base64 text.
+    pub(crate) async fn call(&self, path: &str, payload: &[u8], binary: bool) -> Result<Vec<u8>> {
+        let nonce: [u8; 8] = rand::random();
+        let sealed = seal_request(
+            &self.secret,
+            crate::now_ms(),
+            nonce,
+            payload,
+            &mut rand::rng(),
+        );
+        let request = if binary {
+            self.post(path).header(CONTENT_TYPE, BINARY).body(sealed)
+        } else {
+            self.post(path)
+                .header(CONTENT_TYPE, "text/plain")
+                .body(base64_encode(&sealed))
+        };
+        let (body, binary_answer) = send(request).await?;
+        let raw = if binary_answer {
+            body
+        } else {
+            base64_decode(body.trim_ascii())
+                .map_err(|_| Error::malformed("the answer is neither binary nor base64"))?
+        };
+        Ok(open_response(&self.secret, &raw, nonce)?.payload)
+    }
+
+    /// Posts `text` as it is (the refresh endpoint takes the refresh token in clear) and returns
+    /// the answer's bytes.
+    pub(crate) async fn post_text(&self, path: &str, text: &str) -> Result<Vec<u8>> {
+        let request = self
+            .post(path)
+            .header(CONTENT_TYPE, "text/plain")
+            .body(text.to_owned());
+        Ok(send(request).await?.0)
+    }
+}
+
+/// Sends a request; returns the body of an HTTP 200 and whether it was binary, or the error the
+/// body describes.
+async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, bool)> {
+    let response = request.send().await?;
+    let http_status = response.status().as_u16();
+    let binary = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(BINARY.as_bytes()));
+    let body = response.bytes().await?.to_vec();
+    if http_status != 200 {
+        return Err(api_error(http_status, &body));
+    }
+    Ok((body, binary))
+}
+
+fn api_error(http_status: u16, body: &[u8]) -> Error {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(default)]
+        status: String,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => Error::Api {
+            http_status,
+            status: e.status,
+            message: e.message.unwrap_or_default(),
+        },
+        Err(_) => Error::Api {
+            http_status,
+            status: String::new(),
+            message: String::from_utf8_lossy(body).into_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_must_be_32_bytes_of_base64() {
+        assert!(decode_secret("ioG3wKxAokmp+rERx6A4kM/13qhyolUXIu14WN16Spo=").is_ok());
+        assert!(matches!(decode_secret("AAAA"), Err(Error::InvalidSecret)));
+        assert!(matches!(
+            decode_secret("not base64!"),
+            Err(Error::InvalidSecret)
+        ));
+    }
+
+    #[test]
+    fn error_bodies_keep_the_uid2_status() {
+        let e = api_error(
+            400,
+            br#"{"status":"expired_token","message":"Expired Token presented"}"#,
+        );
+        assert_eq!(e.api_status(), Some("expired_token"));
+        assert!(e.to_string().contains("Expired Token presented"));
+        let e = api_error(500, b"Internal Server Error");
+        assert_eq!(e.api_status(), None);
+        assert!(e.to_string().contains("HTTP 500"));
+    }
+
+    #[test]
+    fn answers_distinguish_success_from_other_statuses() {
+        let ok: Answer<u32> = Answer::parse(br#"{"status":"success","body":5}"#).unwrap();
+        assert_eq!(ok.into_success_body().unwrap(), 5);
+        let optout: Answer<u32> = Answer::parse(br#"{"status":"optout"}"#).unwrap();
+        assert!(matches!(
+            optout.into_success_body(),
+            Err(Error::UnexpectedStatus(s)) if s == "optout"
+        ));
+        assert!(Answer::<u32>::parse(b"[]").is_err());
+    }
+}

@@ -1,0 +1,479 @@
+//! End to end against a real operator: `uid2-operator` over a fresh SQLite store, served with
+//! `axum::serve` on a real TCP port in this process, and every client of the SDK talking to it
+//! over HTTP. No mocks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uid2_client::identity_map::UnmappedIdentityReason;
+use uid2_client::{
+    BidstreamClient, DecryptionStatus, Error, IdentityMapClient, IdentityMapInput,
+    IdentityMapV3Input, IdentityTokens, IdentityType, PublisherClient, SharingClient,
+    TokenGenerateInput, TokenGenerateResponse, TokenRefreshResponse, TokenVersion,
+};
+use uid2_operator::admin::{
+    NewClient, add_client, add_cstg, add_site, ensure_initialized, make_key,
+};
+use uid2_operator::{Operator, OperatorConfig, http::router, now_ms};
+use uid2_proto::cstg::{decode_key_text, seal_request};
+use uid2_proto::encoding::base64_decode;
+use uid2_proto::envelope::open_bare_response;
+use uid2_proto::identity::HashedIdentity;
+use uid2_store::{CstgKeypairRecord, Role, SiteRecord, Store};
+
+const PUBLISHER_SITE: i32 = 1001;
+const DSP_SITE: i32 = 2001;
+
+struct Fixture {
+    url: String,
+    operator: Arc<Operator>,
+    store: Arc<dyn Store>,
+    publisher: NewClient,
+    dsp: NewClient,
+    mapper: NewClient,
+    sharer: NewClient,
+    cstg: CstgKeypairRecord,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn start() -> Fixture {
+    let config = OperatorConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = uid2_store::open(&format!("sqlite://{}/uid2.db", dir.path().display()))
+        .await
+        .unwrap();
+    let mut rng = rand::rng();
+    let now = now_ms();
+    ensure_initialized(store.as_ref(), &config, 64, now, &mut rng)
+        .await
+        .unwrap();
+    for (id, name, domains) in [
+        (PUBLISHER_SITE, "publisher", vec!["example.com".to_owned()]),
+        (DSP_SITE, "dsp", vec![]),
+    ] {
+        let site = SiteRecord {
+            id,
+            name: name.into(),
+            enabled: true,
+            domain_names: domains,
+            app_names: vec![],
+            created_s: now / 1000,
+        };
+        add_site(store.as_ref(), site, now, &mut rng).await.unwrap();
+    }
+    let s = store.as_ref();
+    let client = |name: &'static str, site: i32, role: Role| {
+        let config = config.clone();
+        async move {
+            add_client(s, &config, name, site, vec![role], now, &mut rand::rng())
+                .await
+                .unwrap()
+        }
+    };
+    let publisher = client("publisher", PUBLISHER_SITE, Role::Generator).await;
+    let dsp = client("dsp", DSP_SITE, Role::IdReader).await;
+    let mapper = client("mapper", DSP_SITE, Role::Mapper).await;
+    let sharer = client("sharer", PUBLISHER_SITE, Role::Sharer).await;
+    let cstg = add_cstg(s, &config, PUBLISHER_SITE, now, &mut rng)
+        .await
+        .unwrap();
+    let operator = Operator::load(store.clone(), config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(operator.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Fixture {
+        url,
+        operator,
+        store,
+        publisher,
+        dsp,
+        mapper,
+        sharer,
+        cstg,
+        server,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn publisher(&self) -> PublisherClient {
+        PublisherClient::new(&self.url, &self.publisher.api_key, &self.publisher.secret).unwrap()
+    }
+
+    fn bidstream(&self) -> BidstreamClient {
+        BidstreamClient::new(&self.url, &self.dsp.api_key, &self.dsp.secret).unwrap()
+    }
+
+    fn sharing(&self) -> SharingClient {
+        SharingClient::new(&self.url, &self.sharer.api_key, &self.sharer.secret).unwrap()
+    }
+
+    fn mapper(&self) -> IdentityMapClient {
+        IdentityMapClient::new(&self.url, &self.mapper.api_key, &self.mapper.secret).unwrap()
+    }
+
+    async fn generate(&self, input: TokenGenerateInput) -> IdentityTokens {
+        match self.publisher().generate_token(&input).await.unwrap() {
+            TokenGenerateResponse::Success(identity) => identity,
+            other => panic!("expected an identity, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_bidstream_sharing_and_identity_map_agree() {
+    let f = start().await;
+    let email = "Jane.Doe@Example.com";
+    let identity = f.generate(TokenGenerateInput::from_email(email)).await;
+    let now = now_ms();
+    assert!(identity.advertising_token.starts_with("A4"));
+    assert_eq!(identity.refresh_token.len(), 388);
+    assert!(!identity.is_due_for_refresh(now));
+    assert!(!identity.is_expired(now));
+    assert!(identity.is_refreshable(now));
+    // Production lifetimes: refresh after an hour, expire after three days.
+    assert!(identity.is_due_for_refresh(now + 3_601_000));
+    assert!(identity.is_expired(now + 259_201_000));
+
+    let bidstream = f.bidstream();
+    bidstream.refresh().await.unwrap();
+    let decrypted = bidstream.decrypt_token_into_raw_uid(&identity.advertising_token, None);
+    assert_eq!(decrypted.status, DecryptionStatus::Success);
+    assert_eq!(decrypted.site_id, Some(PUBLISHER_SITE));
+    assert_eq!(decrypted.advertising_token_version, Some(TokenVersion::V4));
+    assert_eq!(decrypted.identity_type, Some(IdentityType::Email));
+    assert!(!decrypted.is_client_side_generated);
+    let raw_uid = decrypted.uid().unwrap();
+
+    let sharing = f.sharing();
+    sharing.refresh().await.unwrap();
+    let shared_view = sharing.decrypt_token_into_raw_uid(&identity.advertising_token);
+    assert_eq!(shared_view.status, DecryptionStatus::Success);
+    assert_eq!(shared_view.uid().as_deref(), Some(raw_uid.as_str()));
+
+    // Identity map v2 and v3 give the same raw UID for the same email.
+    let mapper = f.mapper();
+    assert!(IdentityMapInput::from_emails([email, "not-an-email@"]).is_err());
+    let v2 = mapper
+        .generate_identity_map(&IdentityMapInput::from_emails([email]).unwrap())
+        .await
+        .unwrap();
+    let mapped = &v2.mapped[email];
+    assert_eq!(mapped.raw_uid, raw_uid);
+    assert!(!mapped.bucket_id.is_empty());
+    let v3 = mapper
+        .generate_identity_map_v3(
+            &IdentityMapV3Input::from_emails([email])
+                .unwrap()
+                .with_phone("+12345678901")
+                .unwrap()
+                .with_hashed_email("not a hash"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v3.mapped[email].current_raw_uid, raw_uid);
+    assert!(v3.mapped[email].refresh_from_ms > now);
+    assert!(v3.mapped.contains_key("+12345678901"));
+    assert_eq!(
+        v3.unmapped["not a hash"].reason,
+        UnmappedIdentityReason::InvalidIdentifier
+    );
+    // Hashed input maps to the same raw UID.
+    let hash = HashedIdentity::from_email(email).unwrap().hash;
+    let by_hash = mapper
+        .generate_identity_map(&IdentityMapInput::from_hashed_emails([hash.as_str()]))
+        .await
+        .unwrap();
+    assert_eq!(by_hash.mapped[hash.as_str()].raw_uid, raw_uid);
+
+    // Every bucket was written at bootstrap: all 64 are reported since the year 2000.
+    let buckets = mapper.get_identity_buckets(946_684_800_000).await.unwrap();
+    assert_eq!(buckets.len(), 64);
+    assert!(buckets.iter().any(|b| b.bucket_id == mapped.bucket_id));
+    assert!(
+        mapper
+            .get_identity_buckets(now + 86_400_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Refresh: a new identity for the same user.
+    let refreshed = match f.publisher().refresh_token(&identity).await.unwrap() {
+        TokenRefreshResponse::Success(id) => id,
+        TokenRefreshResponse::OptOut => panic!("not opted out"),
+    };
+    assert_ne!(refreshed.advertising_token, identity.advertising_token);
+    assert_ne!(
+        refreshed.refresh_response_key,
+        identity.refresh_response_key
+    );
+    let again = bidstream.decrypt_token_into_raw_uid(&refreshed.advertising_token, None);
+    assert_eq!(again.uid().as_deref(), Some(raw_uid.as_str()));
+    assert_eq!(again.established_ms, decrypted.established_ms);
+
+    // Sharing: encrypt the raw UID, decrypt it back; the bidstream client can read the keys but
+    // refuses the 30-day lifetime of a sharing token.
+    let shared = sharing.encrypt_raw_uid_into_token(&raw_uid).unwrap();
+    let back = sharing.decrypt_token_into_raw_uid(&shared);
+    assert_eq!(back.status, DecryptionStatus::Success);
+    assert_eq!(back.uid().as_deref(), Some(raw_uid.as_str()));
+    assert_eq!(back.site_id, Some(PUBLISHER_SITE));
+    assert_eq!(
+        bidstream.decrypt_token_into_raw_uid(&shared, None).status,
+        DecryptionStatus::InvalidTokenLifetime
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opted_out_users_get_no_tokens() {
+    let f = start().await;
+    let publisher = f.publisher();
+    for input in [
+        TokenGenerateInput::from_email("optout@example.com"),
+        TokenGenerateInput::from_phone("+00000000000"),
+        TokenGenerateInput::from_hashed_email(
+            HashedIdentity::from_email("optout@example.com")
+                .unwrap()
+                .hash
+                .as_str(),
+        ),
+    ] {
+        assert_eq!(
+            publisher.generate_token(&input).await.unwrap(),
+            TokenGenerateResponse::OptOut
+        );
+    }
+    // Generates, then every refresh answers optout.
+    let identity = f
+        .generate(TokenGenerateInput::from_email("refresh-optout@example.com"))
+        .await;
+    assert_eq!(
+        publisher.refresh_token(&identity).await.unwrap(),
+        TokenRefreshResponse::OptOut
+    );
+    let mapper = f.mapper();
+    let v2 = mapper
+        .generate_identity_map(&IdentityMapInput::from_emails(["optout@example.com"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(v2.unmapped["optout@example.com"].reason, "optout");
+    let v3 = mapper
+        .generate_identity_map_v3(&IdentityMapV3Input::from_emails(["optout@example.com"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        v3.unmapped["optout@example.com"].reason,
+        UnmappedIdentityReason::OptOut
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_errors_are_typed() {
+    let f = start().await;
+    // A key without the GENERATOR role.
+    let wrong_role = PublisherClient::new(&f.url, &f.dsp.api_key, &f.dsp.secret).unwrap();
+    let err = wrong_role
+        .generate_token(&TokenGenerateInput::from_email("a@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api_status(), Some("unauthorized"), "{err}");
+    // The right key with another secret: the operator cannot open the envelope.
+    let wrong_secret = PublisherClient::new(
+        &f.url,
+        &f.publisher.api_key,
+        "ioG3wKxAokmp+rERx6A4kM/13qhyolUXIu14WN16Spo=",
+    )
+    .unwrap();
+    let err = wrong_secret
+        .generate_token(&TokenGenerateInput::from_email("a@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api_status(), Some("client_error"), "{err}");
+    // Invalid input never leaves the process.
+    assert!(matches!(
+        f.publisher()
+            .generate_token(&TokenGenerateInput::from_email("nope"))
+            .await,
+        Err(Error::InvalidInput(_))
+    ));
+    // Raw input is normalised by the operator when the SDK does not hash it.
+    let raw = f
+        .generate(TokenGenerateInput::from_email("User@Example.com").do_not_hash())
+        .await;
+    let hashed = f
+        .generate(TokenGenerateInput::from_email("user@example.com"))
+        .await;
+    let bidstream = f.bidstream();
+    bidstream.refresh().await.unwrap();
+    assert_eq!(
+        bidstream
+            .decrypt_token_into_raw_uid(&raw.advertising_token, None)
+            .uid(),
+        bidstream
+            .decrypt_token_into_raw_uid(&hashed.advertising_token, None)
+            .uid()
+    );
+    // A tampered refresh token is refused by the operator.
+    let mut bad = hashed.clone();
+    bad.refresh_token = bad.refresh_token.replace('A', "B");
+    let err = f.publisher().refresh_token(&bad).await.unwrap_err();
+    assert!(
+        matches!(err.api_status(), Some("client_error" | "invalid_token")),
+        "{err}"
+    );
+    // The bidstream key endpoint refuses a publisher key; the keys stay unloaded.
+    let not_a_dsp =
+        BidstreamClient::new(&f.url, &f.publisher.api_key, &f.publisher.secret).unwrap();
+    assert_eq!(
+        not_a_dsp.refresh().await.unwrap_err().api_status(),
+        Some("unauthorized")
+    );
+    assert_eq!(
+        not_a_dsp
+            .decrypt_token_into_raw_uid(&hashed.advertising_token, None)
+            .status,
+        DecryptionStatus::NotInitialized
+    );
+    // Nobody listening.
+    let nowhere = BidstreamClient::new("http://127.0.0.1:9", "k", &f.dsp.secret).unwrap();
+    assert!(matches!(nowhere.refresh().await, Err(Error::Http(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_generated_tokens_are_domain_checked() {
+    let f = start().await;
+    // A browser's request to /v2/token/client-generate, sealed to the site's CSTG key.
+    let server_key = decode_key_text(&f.cstg.public_key).unwrap();
+    let hash = HashedIdentity::from_email("cstg-user@example.com")
+        .unwrap()
+        .hash;
+    let payload = format!(r#"{{"email_hash":"{}"}}"#, hash.as_str());
+    let (request, shared) = seal_request(
+        &server_key,
+        &f.cstg.subscription_id,
+        now_ms(),
+        None,
+        payload.as_bytes(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v2/token/client-generate", f.url))
+        .header("Origin", "https://www.example.com")
+        .body(serde_json::to_string(&request).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sealed = base64_decode(response.text().await.unwrap().trim()).unwrap();
+    let json = open_bare_response(&shared, &sealed).unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let identity = IdentityTokens::from_json_str(&answer["body"].to_string()).unwrap();
+
+    let bidstream = f.bidstream();
+    bidstream.refresh().await.unwrap();
+    let token = &identity.advertising_token;
+    let ok = bidstream.decrypt_token_into_raw_uid(token, Some("example.com"));
+    assert_eq!(ok.status, DecryptionStatus::Success);
+    assert!(ok.is_client_side_generated);
+    assert_eq!(ok.site_id, Some(PUBLISHER_SITE));
+    for other in [Some("evil.example"), Some("www.example.com"), None] {
+        assert_eq!(
+            bidstream.decrypt_token_into_raw_uid(token, other).status,
+            DecryptionStatus::DomainNameCheckFailed,
+            "{other:?}"
+        );
+    }
+    // Sharers do not check domains.
+    let sharing = f.sharing();
+    sharing.refresh().await.unwrap();
+    let shared_view = sharing.decrypt_token_into_raw_uid(token);
+    assert_eq!(shared_view.status, DecryptionStatus::Success);
+    assert_eq!(shared_view.uid(), ok.uid());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_refresher_picks_up_a_new_key() {
+    let f = start().await;
+    let bidstream = f.bidstream();
+    bidstream.refresh().await.unwrap();
+
+    // A new key for the publisher's keyset, activated now: the operator encrypts with it.
+    let keyset = f
+        .store
+        .keysets()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.site_id == PUBLISHER_SITE)
+        .unwrap();
+    let next_id = f
+        .store
+        .keys()
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .max()
+        .unwrap()
+        + 1;
+    let now_s = now_ms() / 1000;
+    let key = make_key(next_id, keyset.id, now_s - 1, now_s, &mut rand::rng());
+    f.store.insert_keys(&[], &[key]).await.unwrap();
+    assert!(f.operator.sync_once().await.unwrap());
+
+    let identity = f
+        .generate(TokenGenerateInput::from_email("new-key@example.com"))
+        .await;
+    let before = bidstream.decrypt_token_into_raw_uid(&identity.advertising_token, None);
+    assert_eq!(before.status, DecryptionStatus::NotAuthorizedForKey);
+    assert!(bidstream.keys().unwrap().key(next_id).is_none());
+
+    let refresher = bidstream.start_auto_refresh(Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = bidstream.decrypt_token_into_raw_uid(&identity.advertising_token, None);
+        if r.is_success() {
+            break;
+        }
+        assert_eq!(r.status, DecryptionStatus::NotAuthorizedForKey);
+        assert!(
+            Instant::now() < deadline,
+            "the refresher never loaded the new key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refresher.successes() >= 1);
+    assert_eq!(refresher.failures(), 0);
+    assert!(refresher.last_success_ms().is_some());
+    assert!(bidstream.keys().unwrap().key(next_id).is_some());
+
+    // The DSP's key is disabled: refreshes fail, are counted, and the keys in use stay.
+    assert!(f.store.set_client_disabled("dsp", true).await.unwrap());
+    f.operator.sync_once().await.unwrap();
+    let failing = bidstream.start_auto_refresh(Duration::from_millis(50));
+    drop(refresher);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failing.failures() == 0 {
+        assert!(Instant::now() < deadline, "no failure recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(failing.last_error().unwrap().contains("unauthorized"));
+    assert!(
+        bidstream
+            .decrypt_token_into_raw_uid(&identity.advertising_token, None)
+            .is_success()
+    );
+    failing.stop();
+}
