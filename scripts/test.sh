@@ -21,6 +21,17 @@ if ! .venv/bin/python -c "import uid2_client, pytest" 2>/dev/null \
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 
+step "PostgreSQL server binaries for the fleet tests"
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+# PostgreSQL refuses to run as root; the tests' throwaway clusters run as this user.
+if [ "$(id -u)" = 0 ] && ! id uid2pg >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin uid2pg
+fi
+
 # ---- Rust -----------------------------------------------------------------------------------------
 if [ -z "${SKIP_LINT:-}" ]; then
   step "cargo fmt --check"
@@ -32,8 +43,8 @@ fi
 step "cargo build (workspace, all targets)"
 cargo build --workspace --all-targets --quiet
 
-step "cargo test"
-cargo test --workspace --quiet
+step "cargo test (including the PostgreSQL fleet tests)"
+cargo test --workspace --quiet -- --include-ignored
 
 # ---- conformance with the official SDKs -----------------------------------------------------------
 step "python conformance suite (official uid2-client)"

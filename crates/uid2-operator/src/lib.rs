@@ -15,7 +15,9 @@ pub mod clients;
 pub mod config;
 pub mod http;
 pub mod identity_service;
+pub mod metrics;
 pub mod optout;
+pub mod rotation;
 pub mod snapshot;
 mod sync;
 
@@ -94,6 +96,7 @@ pub struct Operator {
     writer: tokio::sync::Mutex<()>,
     health: StoreHealth,
     batch: http::batch::BatchPool,
+    request_metrics: metrics::RequestMetrics,
 }
 
 impl std::fmt::Debug for Operator {
@@ -122,6 +125,7 @@ impl Operator {
             writer: tokio::sync::Mutex::new(()),
             health,
             batch: http::batch::BatchPool::new(),
+            request_metrics: metrics::RequestMetrics::new(http::ROUTES),
         }))
     }
 
@@ -138,6 +142,11 @@ impl Operator {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Request counters and latency histograms.
+    pub fn request_metrics(&self) -> &metrics::RequestMetrics {
+        &self.request_metrics
     }
 
     /// Store connection health.
@@ -201,7 +210,7 @@ impl Operator {
         };
         let _guard = self.writer.lock().await;
         let current = self.snapshot();
-        let optouts = Arc::new(current.optouts.appended(std::slice::from_ref(&record)));
+        let optouts = Arc::new(current.optouts.with_local(std::slice::from_ref(&record)));
         self.snapshot
             .store(Arc::new(sync::with_optouts(&current, optouts)));
         Ok(record)

@@ -6,7 +6,7 @@ use uid2_store::{Generations, StateKind, Store, StoreError};
 
 use crate::clients::ClientIndex;
 use crate::config::OperatorConfig;
-use crate::optout::OptOutIndex;
+use crate::optout::{OptOutIndex, OptOutIndexBuilder};
 use crate::snapshot::{KeyState, Salts, Snapshot, build_cstg};
 use crate::{OperatorError, now_ms};
 
@@ -75,13 +75,13 @@ pub(crate) async fn load_full(
     let salts = load_salts(store)
         .await?
         .ok_or(OperatorError::NotInitialized)?;
-    let mut records = Vec::new();
+    let mut optouts = OptOutIndexBuilder::default();
     let mut after = 0;
     loop {
         let page = store.optouts_after(after, OPTOUT_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        records.extend(page);
+        optouts.add(&page);
     }
     Ok(Snapshot {
         config: config.clone(),
@@ -90,7 +90,7 @@ pub(crate) async fn load_full(
         salts,
         sites: load_sites(store).await?,
         cstg: load_cstg(store).await?,
-        optouts: Arc::new(OptOutIndex::build(&records)),
+        optouts: Arc::new(optouts.finish()),
         generations,
         synced_at_ms: now_ms(),
     })

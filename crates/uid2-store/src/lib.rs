@@ -80,6 +80,10 @@ pub trait Store: Send + Sync + 'static {
     /// A value of the store's settings.
     async fn meta(&self, name: &str) -> Result<Option<String>>;
 
+    /// Claims the periodic job `name` for this caller if nobody claimed it in the last
+    /// `period_ms` (atomic across operators sharing the store); returns whether it did.
+    async fn try_claim(&self, name: &str, now_ms: i64, period_ms: i64) -> Result<bool>;
+
     /// Every client.
     async fn clients(&self) -> Result<Vec<ClientRecord>>;
     /// Adds a client.

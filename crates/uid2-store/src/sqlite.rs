@@ -326,6 +326,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn try_claim(&self, name: &str, now_ms: i64, period_ms: i64) -> Result<bool> {
+        let key = format!("claim:{name}");
+        self.write(move |tx| {
+            let last: Option<String> = tx
+                .query_row("SELECT value FROM store_meta WHERE name = ?1", params![key], |r| r.get(0))
+                .optional()
+                .map_err(sql_err)?;
+            if last.and_then(|v| v.parse::<i64>().ok()).is_some_and(|last| now_ms - last < period_ms) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO store_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![key, now_ms.to_string()],
+            )
+            .map_err(sql_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn clients(&self) -> Result<Vec<ClientRecord>> {
         self.with(|c| {
             let mut stmt = c

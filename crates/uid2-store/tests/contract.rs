@@ -168,6 +168,12 @@ pub async fn exercise(store: &dyn Store) {
     store.insert_cstg_keypair(&kp).await.unwrap();
     assert_eq!(store.cstg_keypairs().await.unwrap(), vec![kp]);
 
+    // Periodic jobs are claimed once per period.
+    assert!(store.try_claim("rotate", 1_000, 500).await.unwrap());
+    assert!(!store.try_claim("rotate", 1_400, 500).await.unwrap());
+    assert!(store.try_claim("other", 1_400, 500).await.unwrap());
+    assert!(store.try_claim("rotate", 1_500, 500).await.unwrap());
+
     // Opt-outs: append-only, in order, paged.
     let mut seqs = Vec::new();
     for i in 0..5u8 {
@@ -208,4 +214,42 @@ async fn bad_urls_are_refused() {
         Err(StoreError::BadUrl(_))
     ));
     assert!(matches!(open("").await, Err(StoreError::BadUrl(_))));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn postgres_store_honours_the_contract() {
+    let cluster = uid2_testkit::pg::PgCluster::start().unwrap();
+    let url = cluster.database("contract").unwrap();
+    let store = open(&url).await.unwrap();
+    assert!(store.describe().starts_with("postgres://127.0.0.1:"));
+    exercise(store.as_ref()).await;
+    // A second connection (another operator) migrates nothing and sees the same data.
+    let again = open(&url).await.unwrap();
+    assert_eq!(again.clients().await.unwrap().len(), 2);
+    assert_eq!(
+        again.generations().await.unwrap(),
+        store.generations().await.unwrap()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn postgres_outage_is_an_unavailable_error_and_recovery_is_automatic() {
+    let cluster = uid2_testkit::pg::PgCluster::start().unwrap();
+    let store = open(&cluster.url()).await.unwrap();
+    store.initialize(&initial()).await.unwrap();
+    cluster.stop().unwrap();
+    assert!(matches!(
+        store.generations().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.append_optout([1; 32], None, 1).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    cluster.restart().unwrap();
+    // The next call reconnects by itself.
+    let record = store.append_optout([1; 32], None, 1).await.unwrap();
+    assert_eq!(store.optouts_after(0, 10).await.unwrap(), vec![record]);
 }

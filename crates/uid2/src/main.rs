@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod rotate;
 mod serve;
 mod settings;
 
@@ -36,6 +37,12 @@ enum Command {
     /// Records opt-outs.
     #[command(subcommand)]
     Optout(admin::OptoutCommand),
+    /// Lists and rotates encryption keys.
+    #[command(subcommand)]
+    Keys(rotate::KeysCommand),
+    /// Rotates salt buckets.
+    #[command(subcommand)]
+    Salts(rotate::SaltsCommand),
     /// Load-tests an operator against its baseline route.
     Bench(bench::BenchArgs),
 }
@@ -55,6 +62,8 @@ async fn main() -> Result<()> {
         Command::Site(c) => admin::site(&cli.global, c).await,
         Command::Cstg(c) => admin::cstg(&cli.global, c).await,
         Command::Optout(c) => admin::optout(&cli.global, c).await,
+        Command::Keys(c) => rotate::keys(&cli.global, c).await,
+        Command::Salts(c) => rotate::salts(&cli.global, c).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -28,6 +28,8 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
         print_bootstrap(boot, &settings);
     }
 
+    crate::rotate::spawn_scheduler(store.clone(), settings.schedule);
+    warn_if_keys_expire_soon(store.as_ref(), settings.schedule).await;
     let operator = Operator::load(store, settings.operator).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -89,5 +91,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Without scheduled rotation, keys eventually expire and the operator stops minting: say so early.
+async fn warn_if_keys_expire_soon(
+    store: &dyn uid2_store::Store,
+    schedule: crate::rotate::Schedule,
+) {
+    if !schedule.keys_every.is_zero() {
+        return;
+    }
+    if let Ok(keys) = store.keys().await {
+        let now_s = now_ms() / 1000;
+        if let Some(latest) = keys.iter().map(|k| k.expires_s).max()
+            && latest - now_s < 30 * 86_400
+        {
+            tracing::warn!(
+                days_left = (latest - now_s) / 86_400,
+                "keys expire soon: run `uid2 keys rotate` or serve with --rotate-keys-every"
+            );
+        }
     }
 }

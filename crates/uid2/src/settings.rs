@@ -39,6 +39,18 @@ pub(crate) struct ServeArgs {
     /// Serve `/ops/baseline` for `uid2 bench`.
     #[arg(long, env = "UID2_BENCH_BASELINE")]
     pub bench_baseline: Option<bool>,
+    /// Rotate keys every this many seconds (0: never; one operator of a fleet does it).
+    #[arg(long, env = "UID2_ROTATE_KEYS_EVERY")]
+    pub rotate_keys_every: Option<u64>,
+    /// Seconds between publishing a new key and using it.
+    #[arg(long, env = "UID2_KEY_ACTIVATION_LEAD")]
+    pub key_activation_lead: Option<u64>,
+    /// Rotate a fraction of the salts every this many seconds (0: never).
+    #[arg(long, env = "UID2_ROTATE_SALTS_EVERY")]
+    pub rotate_salts_every: Option<u64>,
+    /// Fraction of salt buckets each salt rotation changes.
+    #[arg(long, env = "UID2_SALT_ROTATION_FRACTION")]
+    pub salt_rotation_fraction: Option<f64>,
 }
 
 /// Settings every command shares: where the store is, and what a new store is created with.
@@ -104,6 +116,10 @@ struct FileSettings {
     sync_interval_ms: Option<u64>,
     v3_raw_uids: Option<bool>,
     bench_baseline: Option<bool>,
+    rotate_keys_every: Option<u64>,
+    key_activation_lead: Option<u64>,
+    rotate_salts_every: Option<u64>,
+    salt_rotation_fraction: Option<f64>,
 }
 
 /// Everything `uid2 serve` runs with.
@@ -113,6 +129,7 @@ pub(crate) struct ServeSettings {
     pub store: String,
     pub salt_buckets: usize,
     pub operator: OperatorConfig,
+    pub schedule: crate::rotate::Schedule,
 }
 
 fn parse_scope(s: &str) -> Result<IdentityScope> {
@@ -192,6 +209,27 @@ impl ServeArgs {
                 .or(file.salt_buckets)
                 .unwrap_or(PRODUCTION_BUCKET_COUNT),
             operator,
+            schedule: crate::rotate::Schedule {
+                keys_every: Duration::from_secs(
+                    self.rotate_keys_every
+                        .or(file.rotate_keys_every)
+                        .unwrap_or(0),
+                ),
+                key_activation_lead: Duration::from_secs(
+                    self.key_activation_lead
+                        .or(file.key_activation_lead)
+                        .unwrap_or(3_600),
+                ),
+                salts_every: Duration::from_secs(
+                    self.rotate_salts_every
+                        .or(file.rotate_salts_every)
+                        .unwrap_or(0),
+                ),
+                salt_fraction: self
+                    .salt_rotation_fraction
+                    .or(file.salt_rotation_fraction)
+                    .unwrap_or(0.05),
+            },
         })
     }
 }

@@ -7,7 +7,6 @@
 pub mod batch;
 mod cstg;
 mod identity_map;
-mod iso_time;
 mod keys;
 mod legacy;
 mod ops;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -203,6 +202,44 @@ pub(crate) fn is_binary(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"))
 }
 
+/// Every route, as metrics label them.
+pub const ROUTES: &[&str] = &[
+    "/v2/token/generate",
+    "/v2/token/refresh",
+    "/v2/token/validate",
+    "/v2/token/logout",
+    "/v2/token/client-generate",
+    "/v2/identity/map",
+    "/v3/identity/map",
+    "/v2/identity/buckets",
+    "/v2/optout/status",
+    "/v2/key/sharing",
+    "/v2/key/bidstream",
+    "/v2/key/latest",
+    "/v1/token/generate",
+    "/v1/token/refresh",
+    "/v1/token/validate",
+    "/v1/identity/map",
+    "/ops/healthcheck",
+    "/ops/baseline",
+    "/metrics",
+    "/static/js/{file}",
+];
+
+/// Counts every request by route and status, and times it.
+async fn record_metrics(State(op): State<Arc<Operator>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| crate::metrics::UNMATCHED.to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    op.request_metrics
+        .record(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
 /// Builds the router of `operator`.
 pub fn router(operator: Arc<Operator>) -> Router {
     let mut app = Router::new()
@@ -226,12 +263,17 @@ pub fn router(operator: Arc<Operator>) -> Router {
             get(legacy::map_one).post(legacy::map_many),
         )
         .route("/ops/healthcheck", get(ops::healthcheck))
+        .route("/metrics", get(ops::metrics))
         .route("/static/js/{file}", get(ops::static_js));
     if operator.config().enable_baseline_route {
         app = app.route("/ops/baseline", post(ops::baseline));
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            operator.clone(),
+            record_metrics,
+        ))
         .layer(axum::middleware::from_fn(cors))
         .with_state(operator)
 }

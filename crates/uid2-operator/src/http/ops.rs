@@ -75,3 +75,24 @@ pub(super) async fn baseline(
         .min(1 << 20);
     ok("text/plain", vec![b'x'; size])
 }
+
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(State(op): State<Arc<Operator>>) -> Response {
+    let snap = op.snapshot();
+    let now = now_ms();
+    let health = op.store_health();
+    let gauges = crate::metrics::Gauges {
+        store_sync_age_s: (now - health.last_success_ms()) as f64 / 1000.0,
+        snapshot_age_s: (now - snap.synced_at_ms) as f64 / 1000.0,
+        store_reachable: health.consecutive_failures() == 0,
+        store_errors_total: health.errors_total(),
+        keys: snap.keys.ring.len(),
+        salt_buckets: snap.salts.table.len(),
+        optouts: snap.optouts.len(),
+        clients: snap.clients.len(),
+    };
+    ok(
+        "text/plain; version=0.0.4",
+        crate::metrics::render(&op.request_metrics, &gauges),
+    )
+}

@@ -104,39 +104,79 @@ fn entries(records: &[OptOutRecord]) -> (Vec<Entry>, Vec<Entry>) {
     (by_flh, by_uid)
 }
 
-impl OptOutIndex {
-    /// Builds an index of `records` in one pass (start-up).
-    pub fn build(records: &[OptOutRecord]) -> Self {
+/// Builds an index from pages of records at start-up, holding only the 16-byte entries (not the
+/// records) until one sort at the end.
+#[derive(Debug, Default)]
+pub struct OptOutIndexBuilder {
+    by_flh: Vec<Entry>,
+    by_uid: Vec<Entry>,
+    last_seq: i64,
+}
+
+impl OptOutIndexBuilder {
+    /// Adds a page of records.
+    pub fn add(&mut self, records: &[OptOutRecord]) {
         let (by_flh, by_uid) = entries(records);
-        Self {
+        self.by_flh.extend(by_flh);
+        self.by_uid.extend(by_uid);
+        self.last_seq = records.iter().map(|r| r.seq).fold(self.last_seq, i64::max);
+    }
+
+    /// The index.
+    pub fn finish(self) -> OptOutIndex {
+        OptOutIndex {
             by_first_level_hash: TwoLevel {
-                base: Arc::new(SortedRun::build(by_flh, Keep::Earliest)),
+                base: Arc::new(SortedRun::build(self.by_flh, Keep::Earliest)),
                 recent: Arc::default(),
             },
             by_raw_uid: TwoLevel {
-                base: Arc::new(SortedRun::build(by_uid, Keep::Earliest)),
+                base: Arc::new(SortedRun::build(self.by_uid, Keep::Earliest)),
                 recent: Arc::default(),
             },
-            last_seq: records.iter().map(|r| r.seq).max().unwrap_or(0),
+            last_seq: self.last_seq,
         }
     }
+}
 
-    /// A new index with `records` appended; records at or below [`last_seq`](Self::last_seq)
-    /// (already applied) are skipped.
+impl OptOutIndex {
+    /// Builds an index of `records` in one pass.
+    pub fn build(records: &[OptOutRecord]) -> Self {
+        let mut builder = OptOutIndexBuilder::default();
+        builder.add(records);
+        builder.finish()
+    }
+
+    /// A new index with `records` read from the store appended, advancing the sync cursor;
+    /// records at or below [`last_seq`](Self::last_seq) (already read) are skipped.
     pub fn appended(&self, records: &[OptOutRecord]) -> Self {
         let fresh: Vec<OptOutRecord> = records
             .iter()
             .filter(|r| r.seq > self.last_seq)
             .cloned()
             .collect();
-        if fresh.is_empty() {
+        let last_seq = fresh.iter().map(|r| r.seq).max().unwrap_or(self.last_seq);
+        Self {
+            last_seq,
+            ..self.with_entries(&fresh)
+        }
+    }
+
+    /// A new index with opt-outs this operator just wrote applied at once, without moving the sync
+    /// cursor: other operators may have written lower sequence numbers this one has not read yet,
+    /// and the next sync must still fetch them. (It fetches these again too; re-applying is harmless.)
+    pub fn with_local(&self, records: &[OptOutRecord]) -> Self {
+        self.with_entries(records)
+    }
+
+    fn with_entries(&self, records: &[OptOutRecord]) -> Self {
+        if records.is_empty() {
             return self.clone();
         }
-        let (by_flh, by_uid) = entries(&fresh);
+        let (by_flh, by_uid) = entries(records);
         Self {
             by_first_level_hash: self.by_first_level_hash.appended(by_flh),
             by_raw_uid: self.by_raw_uid.appended(by_uid),
-            last_seq: fresh.iter().map(|r| r.seq).max().unwrap_or(self.last_seq),
+            last_seq: self.last_seq,
         }
     }
 
@@ -205,6 +245,55 @@ mod tests {
         let again = next.appended(&[record(2, 2, 1)]);
         assert_eq!(again.opted_out_at_ms(&flh(2)), Some(7_000));
         assert_eq!(index.opted_out_at_ms(&flh(2)), None);
+    }
+
+    #[test]
+    fn a_million_entries_fit_in_40_bytes_each() {
+        let mut builder = OptOutIndexBuilder::default();
+        for page in 0..10i64 {
+            let records: Vec<OptOutRecord> = (0..100_000i64)
+                .map(|i| {
+                    let seq = page * 100_000 + i + 1;
+                    let flh = sha256(&[&seq.to_be_bytes()]);
+                    OptOutRecord {
+                        seq,
+                        first_level_hash: flh,
+                        advertising_id: Some(sha256(&[&flh]).to_vec()),
+                        opted_out_at_ms: seq * 1000,
+                    }
+                })
+                .collect();
+            builder.add(&records);
+        }
+        let index = builder.finish();
+        assert_eq!(index.len(), 1_000_000);
+        assert_eq!(index.last_seq(), 1_000_000);
+        let per_entry = index.heap_bytes() as f64 / index.len() as f64;
+        assert!(
+            per_entry <= 40.0,
+            "{per_entry} bytes per entry (both indexes)"
+        );
+        let flh = sha256(&[&777_777i64.to_be_bytes()]);
+        assert_eq!(
+            index.opted_out_at_ms(&FirstLevelHash(flh)),
+            Some(777_777_000)
+        );
+        assert_eq!(
+            index.raw_uid_opted_out_at_ms(&sha256(&[&flh])),
+            Some(777_777_000)
+        );
+    }
+
+    #[test]
+    fn local_writes_do_not_move_the_sync_cursor() {
+        // This operator wrote seq 5; another operator's seq 4 committed but is not read yet.
+        let index = OptOutIndex::build(&[record(3, 3, 1_000)]).with_local(&[record(5, 5, 2_000)]);
+        let flh = |i: u8| FirstLevelHash(sha256(&[&[i]]));
+        assert_eq!(index.opted_out_at_ms(&flh(5)), Some(2_000));
+        assert_eq!(index.last_seq(), 3);
+        let synced = index.appended(&[record(4, 4, 1_500), record(5, 5, 2_000)]);
+        assert_eq!(synced.opted_out_at_ms(&flh(4)), Some(1_000));
+        assert_eq!(synced.last_seq(), 5);
     }
 
     #[test]
