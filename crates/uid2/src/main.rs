@@ -5,6 +5,7 @@ mod bench;
 mod rotate;
 mod serve;
 mod settings;
+mod token;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ enum Command {
     /// Rotates salt buckets.
     #[command(subcommand)]
     Salts(rotate::SaltsCommand),
+    /// Inspects and decrypts tokens, for humans debugging them.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Load-tests an operator against its baseline route.
     Bench(bench::BenchArgs),
 }
@@ -64,6 +68,7 @@ async fn main() -> Result<()> {
         Command::Optout(c) => admin::optout(&cli.global, c).await,
         Command::Keys(c) => rotate::keys(&cli.global, c).await,
         Command::Salts(c) => rotate::salts(&cli.global, c).await,
+        Command::Token(c) => token::run(&cli.global, c).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -186,6 +186,58 @@ impl PublisherIdentity {
     }
 }
 
+/// What the first bytes of a token say without any key: its version, its header and the id of
+/// the key of its outer layer. For humans debugging a token (`uid2 token inspect`); decoders
+/// read the same bytes themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPrefix {
+    /// The token version.
+    pub version: TokenVersion,
+    /// Scope and identity type (v3 and v4 only: v2 tokens have no header byte).
+    pub identity: Option<IdentityHeader>,
+    /// Id of the key of the outer layer: the master key of an advertising token, the refresh
+    /// key of a v3 refresh token.
+    pub key_id: u32,
+}
+
+impl TokenPrefix {
+    /// Reads the prefix of an advertising token (v2, v3, v4) or of a v3 refresh token from its
+    /// first eight characters.
+    pub fn read(text: &str) -> Result<Self, TokenError> {
+        let first = sniff_prefix(text)?;
+        let head = text.get(..8).ok_or(TokenError::Malformed)?;
+        let mut bytes = [0u8; 6];
+        let n = if head.contains(['-', '_']) {
+            crate::encoding::base64url_decode_into(head, &mut bytes)
+        } else {
+            crate::encoding::base64_decode_into(head, &mut bytes)
+        }
+        .map_err(|_| TokenError::Malformed)?;
+        if n != bytes.len() {
+            return Err(TokenError::Malformed);
+        }
+        let key_id_at =
+            |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        if first[0] == 2 {
+            return Ok(Self {
+                version: TokenVersion::V2,
+                identity: None,
+                key_id: key_id_at(1),
+            });
+        }
+        let version = match first[1] {
+            112 => TokenVersion::V3,
+            128 => TokenVersion::V4,
+            _ => return Err(TokenError::UnsupportedVersion),
+        };
+        Ok(Self {
+            version,
+            identity: Some(IdentityHeader::from_byte(first[0])),
+            key_id: key_id_at(2),
+        })
+    }
+}
+
 /// Reads the first three bytes of a token from its first four characters, choosing base64url
 /// when they contain `-` or `_`, as every official decoder does.
 ///
@@ -220,6 +272,45 @@ pub(crate) fn sniff_prefix(text: &str) -> Result<[u8; 3], TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_read_without_keys() {
+        use crate::encoding::{base64_encode, base64url_encode};
+        let v4 = base64url_encode(&[0x13, 128, 0, 0, 0x30, 0x39, 0xff, 0xfe]);
+        assert_eq!(
+            TokenPrefix::read(&v4),
+            Ok(TokenPrefix {
+                version: TokenVersion::V4,
+                identity: Some(IdentityHeader {
+                    scope: IdentityScope::Euid,
+                    identity_type: IdentityType::Email,
+                }),
+                key_id: 12_345,
+            })
+        );
+        let v3 = base64_encode(&[0x07, 112, 0, 0, 0, 7, 1, 2, 3]);
+        let read = TokenPrefix::read(&v3).unwrap();
+        assert_eq!(read.version, TokenVersion::V3);
+        assert_eq!(read.identity.unwrap().identity_type, IdentityType::Phone);
+        assert_eq!(read.key_id, 7);
+        let v2 = base64_encode(&[2, 0, 0, 1, 0, 9, 9, 9, 9]);
+        assert_eq!(
+            TokenPrefix::read(&v2),
+            Ok(TokenPrefix {
+                version: TokenVersion::V2,
+                identity: None,
+                key_id: 256,
+            })
+        );
+        let unknown = base64_encode(&[3, 99, 0, 0, 0, 1]);
+        assert_eq!(
+            TokenPrefix::read(&unknown),
+            Err(TokenError::UnsupportedVersion)
+        );
+        for bad in ["", "A4AA", "A4AAAA", "A4AA!AAA", "é4AAAAAA"] {
+            assert_eq!(TokenPrefix::read(bad), Err(TokenError::Malformed), "{bad}");
+        }
+    }
 
     #[test]
     fn header_bytes_give_the_familiar_prefixes() {
