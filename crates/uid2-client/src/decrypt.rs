@@ -27,49 +27,66 @@ use uid2_proto::key::Key;
 use uid2_proto::salt::RawUid;
 use uid2_proto::token::{
     AdvertisingToken, DecodedAdvertisingToken, IdentityHeader, OperatorIdentity, PrivacyBits,
-    PublisherIdentity, TokenError, TokenVersion, advertising,
+    PublisherIdentity, TokenError, TokenPrefix, TokenVersion, advertising,
 };
 
 use crate::keys::KeyContainer;
 
-/// The outcome of a decryption, named as in the official SDKs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+/// The outcome of a decryption, named as in the official SDKs. Not an error type: a bad token
+/// in the bid stream is data, and `Success` is one of the outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecryptionStatus {
     /// Decrypted; the raw UID is in the response.
-    #[error("success")]
     Success,
     /// The master key of the token is not among the keys (an old token whose key was retired,
     /// or a caller no longer entitled to master keys).
-    #[error("not authorized for master key")]
     NotAuthorizedForMasterKey,
     /// The site key of the token is not among the keys (the publisher does not share with the
     /// caller).
-    #[error("not authorized for key")]
     NotAuthorizedForKey,
     /// No keys were ever loaded: call `refresh` first.
-    #[error("keys not initialized")]
     NotInitialized,
     /// Not a token: bad base64, wrong length, or a layer that does not decrypt.
-    #[error("invalid payload")]
     InvalidPayload,
     /// The token has expired.
-    #[error("token expired")]
     ExpiredToken,
     /// Every key has expired: the keys have not been refreshed for too long.
-    #[error("no keys available or all keys have expired; refresh the latest keys")]
     KeysNotSynced,
     /// A token version this SDK does not know.
-    #[error("token version not supported")]
     VersionNotSupported,
     /// A UID2 token given to an EUID client or the reverse.
-    #[error("invalid identity scope")]
     InvalidIdentityScope,
     /// A client-side generated token whose site does not list the given domain or app name.
-    #[error("domain name check failed")]
     DomainNameCheckFailed,
     /// The token lives longer than the service allows, or was created too far in the future.
-    #[error("invalid token lifetime")]
     InvalidTokenLifetime,
+}
+
+impl DecryptionStatus {
+    /// A short description, as the official SDKs word it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::NotAuthorizedForMasterKey => "not authorized for master key",
+            Self::NotAuthorizedForKey => "not authorized for key",
+            Self::NotInitialized => "keys not initialized",
+            Self::InvalidPayload => "invalid payload",
+            Self::ExpiredToken => "token expired",
+            Self::KeysNotSynced => {
+                "no keys available or all keys have expired; refresh the latest keys"
+            }
+            Self::VersionNotSupported => "token version not supported",
+            Self::InvalidIdentityScope => "invalid identity scope",
+            Self::DomainNameCheckFailed => "domain name check failed",
+            Self::InvalidTokenLifetime => "invalid token lifetime",
+        }
+    }
+}
+
+impl std::fmt::Display for DecryptionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a decryption found out. On success every field is set; on a failure after the token
@@ -168,28 +185,13 @@ fn status_of(e: TokenError) -> DecryptionStatus {
     }
 }
 
-/// Reads the first three bytes from the first four characters (base64url when they contain
-/// `-` or `_`, as every official decoder does).
-fn header(token: &str) -> Option<[u8; 3]> {
-    let head = token.as_bytes().get(..4)?;
-    let mut out = [0u8; 3];
-    let n = if head.contains(&b'-') || head.contains(&b'_') {
-        uid2_proto::encoding::base64url_decode_into(head, &mut out)
-    } else {
-        uid2_proto::encoding::base64_decode_into(head, &mut out)
-    }
-    .ok()?;
-    (n == 3).then_some(out)
-}
-
 /// The status of a token that did not decode. The Java SDK checks the identity scope of a v3/v4
 /// header before anything else, so a wrong scope wins over every later failure; checking it here,
 /// off the success path, gives the same answers.
 fn early_failure(keys: &KeyContainer, token: &str, e: TokenError) -> DecryptionStatus {
-    if let Some(head) = header(token)
-        && head[0] != 2
-        && (head[1] == TokenVersion::V3 as u8 || head[1] == TokenVersion::V4 as u8)
-        && IdentityHeader::from_byte(head[0]).scope != keys.identity_scope()
+    if let Ok(prefix) = TokenPrefix::read(token)
+        && let Some(identity) = prefix.identity
+        && identity.scope != keys.identity_scope()
     {
         return DecryptionStatus::InvalidIdentityScope;
     }
@@ -311,11 +313,12 @@ pub(crate) fn encrypt(
         .caller_site_id()
         .ok_or(EncryptionStatus::NotAuthorizedForKey)?;
     let uid = RawUid::parse_base64(raw_uid).ok_or(EncryptionStatus::EncryptionFailure)?;
-    // The SDKs' generator reads the identity type from the first character of the raw UID.
-    let identity_type = if raw_uid.starts_with(['B', 'F']) {
-        IdentityType::Phone
-    } else {
-        IdentityType::Email
+    // A 33-byte raw UID (v3 or v4) carries its identity type in its first byte; a 32-byte one
+    // (v2) does not say, and is written as email. (The SDKs' generator guesses from the first
+    // base64 character, `B`/`F` meaning phone, which is right for v3 raw UIDs only.)
+    let identity_type = match uid.as_bytes() {
+        [first, ..] if uid.as_bytes().len() == 33 => IdentityType::from_code((first & 0x0c) >> 2),
+        _ => IdentityType::Email,
     };
     let token = AdvertisingToken {
         version: TokenVersion::V4,

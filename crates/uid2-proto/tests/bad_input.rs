@@ -153,9 +153,21 @@ fn header_and_raw_uid_must_agree() {
     uid[0] = 0x04;
     t.raw_uid = RawUid::from_slice(&uid).unwrap();
     let text = t.encode_with_ivs(&master, &site, [0; 12], [0; 12]);
+    // Decoding leaves the check to the caller (the SDKs skip it; the operator makes it).
+    let decoded = advertising::decode(&text, &ring, NOW).unwrap();
+    assert_eq!(decoded.raw_uid().as_bytes(), &uid);
     assert_eq!(
-        advertising::decode(&text, &ring, NOW),
+        decoded.check_raw_uid_identity(),
         Err(TokenError::IdentityMismatch)
+    );
+    uid[0] = 0x00;
+    t.raw_uid = RawUid::from_slice(&uid).unwrap();
+    let text = t.encode_with_ivs(&master, &site, [0; 12], [0; 12]);
+    assert_eq!(
+        advertising::decode(&text, &ring, NOW)
+            .unwrap()
+            .check_raw_uid_identity(),
+        Ok(())
     );
 }
 

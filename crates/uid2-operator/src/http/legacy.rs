@@ -133,6 +133,7 @@ pub(super) async fn validate(
         return Ok(success(false));
     }
     let decoded = uid2_proto::token::advertising::decode(token, &snap.keys.ring, i64::MIN)
+        .and_then(|t| t.check_raw_uid_identity().map(|()| t))
         .map_err(|_| ApiError::client_error("Invalid token"))?;
     let site = snap
         .keys

@@ -207,6 +207,7 @@ pub(crate) fn validate_token(
     identity: &HashedIdentity,
 ) -> Result<bool, ApiError> {
     let decoded = advertising::decode(token, &snap.keys.ring, i64::MIN)
+        .and_then(|t| t.check_raw_uid_identity().map(|()| t))
         .map_err(|_| ApiError::client_error("Invalid token"))?;
     if snap.keys.key_owner_site(decoded.site_key_id()) != Some(site_id) {
         return Err(ApiError::client_error("Unauthorised to validate token"));

@@ -160,9 +160,35 @@ impl DecodedAdvertisingToken {
             Self::V3OrV4(t) => t.privacy_bits,
         }
     }
+
+    /// [`AdvertisingToken::check_raw_uid_identity`]; v2 tokens have no header to disagree with.
+    pub fn check_raw_uid_identity(&self) -> Result<(), TokenError> {
+        match self {
+            Self::V2(_) => Ok(()),
+            Self::V3OrV4(t) => t.check_raw_uid_identity(),
+        }
+    }
 }
 
 impl AdvertisingToken {
+    /// A 33-byte raw UID (v3 or v4) repeats scope and type in its first byte: the official
+    /// operator refuses tokens where they disagree with the header byte, so ours does too. The
+    /// SDKs do not check it (their sharing-token generator guesses the type from the raw UID's
+    /// first character, which v4 raw UIDs defeat), so [`decode`] leaves it to the caller.
+    pub fn check_raw_uid_identity(&self) -> Result<(), TokenError> {
+        let bytes = self.raw_uid.as_bytes();
+        if bytes.len() == 33 {
+            let scope = (bytes[0] & 0x10) >> 4;
+            let identity_type = (bytes[0] & 0x0c) >> 2;
+            if scope != self.identity.scope.code()
+                || identity_type != self.identity.identity_type.code()
+            {
+                return Err(TokenError::IdentityMismatch);
+            }
+        }
+        Ok(())
+    }
+
     /// Length in bytes of the encoded token.
     pub fn encoded_len(&self) -> usize {
         let site_box = SITE_FIXED_LEN + self.raw_uid.as_bytes().len() + GCM_OVERHEAD;
@@ -234,8 +260,10 @@ impl AdvertisingToken {
 
 /// Decodes an advertising token of any version with keys found by id.
 ///
-/// Checks happen in the order the official SDKs report them: unknown master key, then expiry
-/// (`expires < now_ms`; pass `i64::MIN` to skip), then unknown site key, then the inner layer.
+/// Checks happen in the order the official Python SDK reports them: unknown master key, then
+/// expiry (`expires < now_ms`; pass `i64::MIN` to skip, as callers following the Java SDK's order
+/// do), then unknown site key, then the inner layer. Whether a 33-byte raw UID agrees with the
+/// header is not checked here: see [`AdvertisingToken::check_raw_uid_identity`].
 pub fn decode(
     text: &str,
     keys: &impl KeyLookup,
@@ -306,7 +334,6 @@ fn decode_v3_or_v4(
     let established_ms = r.i64().ok_or(TokenError::Malformed)?;
     let refreshed_ms = r.i64().ok_or(TokenError::Malformed)?;
     let raw_uid = RawUid::from_slice(r.rest()).ok_or(TokenError::Malformed)?;
-    check_raw_uid_identity(&raw_uid, identity)?;
 
     Ok(AdvertisingToken {
         version,
@@ -324,19 +351,6 @@ fn decode_v3_or_v4(
     })
 }
 
-/// A 33-byte raw UID repeats scope and type in its first byte; the operator rejects tokens
-/// where they disagree with the header.
-fn check_raw_uid_identity(raw_uid: &RawUid, identity: IdentityHeader) -> Result<(), TokenError> {
-    let bytes = raw_uid.as_bytes();
-    if bytes.len() == 33 {
-        let scope = (bytes[0] & 0x10) >> 4;
-        let identity_type = (bytes[0] & 0x0c) >> 2;
-        if scope != identity.scope.code() || identity_type != identity.identity_type.code() {
-            return Err(TokenError::IdentityMismatch);
-        }
-    }
-    Ok(())
-}
 
 fn decode_v2(
     bytes: &mut [u8],
