@@ -33,6 +33,9 @@ pub enum Error {
     /// not echo the request's nonce.
     #[error("response envelope: {0}")]
     Envelope(#[from] EnvelopeError),
+    /// The answer was larger than any honest answer (the limit in bytes).
+    #[error("response larger than {0} bytes")]
+    ResponseTooLarge(usize),
     /// The decrypted answer is not the JSON the endpoint defines.
     #[error("malformed response: {0}")]
     MalformedResponse(String),

@@ -5,9 +5,11 @@
 //! Inputs are normalised and hashed here; answers are keyed by the input exactly as given.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde::Deserialize;
 use uid2_proto::identity::HashedIdentity;
+use uid2_proto::wire::datetime::format_local_date_time;
+use uid2_proto::wire::{self, BucketEntry, BucketsRequest, IdentityMapV3Entry};
 
 use crate::error::{Error, Result};
 use crate::transport::{Answer, Transport};
@@ -110,10 +112,9 @@ impl IdentityMapInput {
 }
 
 /// A mapped identity of `/v2/identity/map`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappedIdentity {
-    /// The raw UID (base64).
-    #[serde(rename = "advertising_id")]
+    /// The raw UID (base64), `advertising_id` in the answer.
     pub raw_uid: String,
     /// The salt bucket, to watch with [`IdentityMapClient::get_identity_buckets`].
     pub bucket_id: String,
@@ -267,60 +268,16 @@ pub struct IdentityMapV3Response {
     pub unmapped: HashMap<String, UnmappedIdentityV3>,
 }
 
-/// A salt bucket that rotated since a given time.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct IdentityBucket {
-    /// The bucket id, as `/v2/identity/map` reports it.
-    pub bucket_id: String,
-    /// When it rotated (`yyyy-MM-ddTHH:mm:ss.SSS`, UTC).
-    pub last_updated: String,
-}
-
-#[derive(Deserialize)]
-struct V2Body {
-    #[serde(default)]
-    mapped: Vec<MappedJson>,
-    #[serde(default)]
-    unmapped: Vec<UnmappedJson>,
-}
-
-#[derive(Deserialize)]
-struct MappedJson {
-    identifier: String,
-    #[serde(flatten)]
-    identity: MappedIdentity,
-}
-
-#[derive(Deserialize)]
-struct UnmappedJson {
-    identifier: String,
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct V3Body {
-    #[serde(default)]
-    email_hash: Vec<V3Entry>,
-    #[serde(default)]
-    phone_hash: Vec<V3Entry>,
-}
-
-#[derive(Deserialize)]
-struct V3Entry {
-    #[serde(default)]
-    u: Option<String>,
-    #[serde(default)]
-    p: Option<String>,
-    #[serde(default)]
-    r: Option<i64>,
-    #[serde(default)]
-    e: Option<String>,
-}
+/// A salt bucket that rotated since a given time: its `bucket_id` (as `/v2/identity/map`
+/// reports it) and `last_updated` (`yyyy-MM-ddTHH:mm:ss.SSS`, UTC).
+pub type IdentityBucket = BucketEntry;
 
 /// Maps identities to raw UIDs (an API key with role `MAPPER`).
-#[derive(Debug)]
+///
+/// Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
 pub struct IdentityMapClient {
-    transport: Transport,
+    transport: Arc<Transport>,
 }
 
 impl IdentityMapClient {
@@ -337,7 +294,7 @@ impl IdentityMapClient {
         http: Option<reqwest::Client>,
     ) -> Result<Self> {
         Ok(Self {
-            transport: Transport::new(base_url, api_key, secret_b64, http)?,
+            transport: Arc::new(Transport::new(base_url, api_key, secret_b64, http)?),
         })
     }
 
@@ -350,11 +307,15 @@ impl IdentityMapClient {
             .transport
             .call("/v2/identity/map", input.to_json().as_bytes(), false)
             .await?;
-        let body: V2Body = Answer::parse(&json)?.into_success_body()?;
+        let body: wire::IdentityMapV2Response = Answer::parse(&json)?.into_success_body()?;
         let mut out = IdentityMapResponse::default();
         for m in body.mapped {
+            let identity = MappedIdentity {
+                raw_uid: m.advertising_id,
+                bucket_id: m.bucket_id,
+            };
             for raw in input.index.inputs(&m.identifier) {
-                out.mapped.insert(raw.to_owned(), m.identity.clone());
+                out.mapped.insert(raw.to_owned(), identity.clone());
             }
         }
         for u in body.unmapped {
@@ -380,7 +341,7 @@ impl IdentityMapClient {
             .transport
             .call("/v3/identity/map", input.to_json().as_bytes(), true)
             .await?;
-        let body: V3Body = Answer::parse(&json)?.into_success_body()?;
+        let body: wire::IdentityMapV3Response = Answer::parse(&json)?.into_success_body()?;
         if body.email_hash.len() != input.email_hashes.len()
             || body.phone_hash.len() != input.phone_hashes.len()
         {
@@ -395,28 +356,16 @@ impl IdentityMapClient {
             .zip(&body.email_hash)
             .chain(input.phone_hashes.iter().zip(&body.phone_hash));
         for (hash, entry) in pairs {
-            let result = match (entry, &entry.e) {
-                (
-                    V3Entry {
-                        u: Some(u),
-                        r: Some(r),
-                        ..
-                    },
-                    None,
-                ) => Ok(MappedIdentityV3 {
+            let result = match entry {
+                IdentityMapV3Entry::Mapped { u, p, r } => Ok(MappedIdentityV3 {
                     current_raw_uid: u.clone(),
-                    previous_raw_uid: entry.p.clone(),
+                    previous_raw_uid: p.clone(),
                     refresh_from_ms: r.saturating_mul(1000),
                 }),
-                (_, Some(e)) => Err(UnmappedIdentityV3 {
+                IdentityMapV3Entry::Unmapped { e } => Err(UnmappedIdentityV3 {
                     reason: UnmappedIdentityReason::parse(e),
                     raw_reason: e.clone(),
                 }),
-                _ => {
-                    return Err(Error::malformed(
-                        "an identity map entry has neither u/r nor e",
-                    ));
-                }
             };
             for raw in input.index.inputs(hash) {
                 match &result {
@@ -433,14 +382,17 @@ impl IdentityMapClient {
     }
 
     /// The salt buckets rotated at or after `since_ms` (Unix ms, sent as
-    /// `YYYY-MM-DDTHH:MM:SS` UTC, whole seconds): map their identities again.
+    /// `YYYY-MM-DDTHH:MM:SS.sss` UTC): map their identities again.
     pub async fn get_identity_buckets(&self, since_ms: i64) -> Result<Vec<IdentityBucket>> {
-        let payload = serde_json::json!({ "since_timestamp": iso_utc_seconds(since_ms) });
+        let payload = BucketsRequest {
+            since_timestamp: Some(format_local_date_time(since_ms)),
+        };
+        let payload = serde_json::to_string(&payload).map_err(Error::malformed)?;
         let json = self
             .transport
             .call(
                 "/v2/identity/buckets",
-                payload.to_string().as_bytes(),
+                payload.as_bytes(),
                 false,
             )
             .await?;
@@ -448,41 +400,9 @@ impl IdentityMapClient {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix millisecond time, UTC (proleptic Gregorian calendar).
-pub(crate) fn iso_utc_seconds(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iso_timestamps() {
-        assert_eq!(iso_utc_seconds(0), "1970-01-01T00:00:00");
-        assert_eq!(iso_utc_seconds(1_654_088_400_999), "2022-06-01T13:00:00");
-        assert_eq!(iso_utc_seconds(951_782_400_000), "2000-02-29T00:00:00");
-        assert_eq!(iso_utc_seconds(-1_000), "1969-12-31T23:59:59");
-        assert_eq!(iso_utc_seconds(4_102_444_800_000), "2100-01-01T00:00:00");
-    }
 
     #[test]
     fn inputs_are_hashed_and_indexed() {

@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use uid2_proto::encoding::base64_decode_into;
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::key::{Key, KeyRing};
+use uid2_proto::wire::KeysResponse;
 
 use crate::error::{Error, Result};
 
@@ -35,70 +36,10 @@ pub struct KeyContainer {
     latest_expires_ms: Option<i64>,
 }
 
+/// A key endpoint's decrypted answer; its `status` is checked apart, and may be absent.
 #[derive(Deserialize)]
 struct AnswerJson {
-    body: BodyJson,
-}
-
-#[derive(Deserialize)]
-struct BodyJson {
-    #[serde(default)]
-    caller_site_id: Option<i32>,
-    #[serde(default)]
-    master_keyset_id: Option<i32>,
-    #[serde(default)]
-    default_keyset_id: Option<i32>,
-    #[serde(default, deserialize_with = "lenient_i64")]
-    token_expiry_seconds: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_i64")]
-    max_bidstream_lifetime_seconds: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_i64")]
-    max_sharing_lifetime_seconds: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_i64")]
-    allow_clock_skew_seconds: Option<i64>,
-    #[serde(default)]
-    identity_scope: Option<String>,
-    #[serde(default)]
-    keys: Vec<KeyJson>,
-    #[serde(default)]
-    site_data: Option<Vec<SiteJson>>,
-}
-
-#[derive(Deserialize)]
-struct KeyJson {
-    id: u32,
-    #[serde(default)]
-    site_id: Option<i32>,
-    #[serde(default)]
-    keyset_id: Option<i32>,
-    created: i64,
-    activates: i64,
-    expires: i64,
-    secret: String,
-}
-
-#[derive(Deserialize)]
-struct SiteJson {
-    id: i32,
-    #[serde(default)]
-    domain_names: Vec<String>,
-}
-
-/// A number, a numeric string (the operator sends `token_expiry_seconds` as a string) or null.
-fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrString {
-        Number(i64),
-        String(String),
-    }
-    match Option::<NumberOrString>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumberOrString::Number(n)) => Ok(Some(n)),
-        Some(NumberOrString::String(s)) => {
-            s.trim().parse().map(Some).map_err(serde::de::Error::custom)
-        }
-    }
+    body: KeysResponse,
 }
 
 impl KeyContainer {
@@ -122,7 +63,13 @@ impl KeyContainer {
         Self::from_body(answer.body)
     }
 
-    fn from_body(body: BodyJson) -> Result<Self> {
+    fn from_body(body: KeysResponse) -> Result<Self> {
+        let token_expiry_seconds = match &body.token_expiry_seconds {
+            None => DEFAULT_TOKEN_EXPIRY_SECONDS,
+            Some(text) => body.token_expiry_seconds().ok_or_else(|| {
+                Error::malformed(format!("token_expiry_seconds {text:?} is not a number"))
+            })?,
+        };
         let mut keys = Vec::with_capacity(body.keys.len());
         for k in &body.keys {
             let mut secret = [0u8; 33];
@@ -173,9 +120,7 @@ impl KeyContainer {
             caller_site_id: body.caller_site_id,
             master_keyset_id: body.master_keyset_id,
             default_keyset_id: body.default_keyset_id,
-            token_expiry_seconds: body
-                .token_expiry_seconds
-                .unwrap_or(DEFAULT_TOKEN_EXPIRY_SECONDS),
+            token_expiry_seconds,
             max_bidstream_lifetime_seconds: body.max_bidstream_lifetime_seconds.unwrap_or(i64::MAX),
             max_sharing_lifetime_seconds: body.max_sharing_lifetime_seconds.unwrap_or(i64::MAX),
             allow_clock_skew_seconds: body

@@ -62,7 +62,8 @@ pub use decrypt::{DecryptionResponse, DecryptionStatus, EncryptionStatus};
 pub use error::{Error, Result};
 pub use identity_map::{
     IdentityBucket, IdentityMapClient, IdentityMapInput, IdentityMapResponse, IdentityMapV3Input,
-    IdentityMapV3Response,
+    IdentityMapV3Response, MappedIdentity, MappedIdentityV3, UnmappedIdentity,
+    UnmappedIdentityReason, UnmappedIdentityV3,
 };
 pub use keys::KeyContainer;
 pub use publisher::{

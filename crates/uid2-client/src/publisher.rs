@@ -4,6 +4,8 @@
 //! Emails and phone numbers are normalised and hashed here before they are sent, as the
 //! official SDKs do; only the hash leaves the process.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use uid2_proto::encoding::base64_decode;
 use uid2_proto::envelope::open_bare_response;
@@ -169,9 +171,11 @@ pub enum TokenRefreshResponse {
 }
 
 /// Generates and refreshes identities for a publisher (an API key with role `GENERATOR`).
-#[derive(Debug)]
+///
+/// Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
 pub struct PublisherClient {
-    transport: Transport,
+    transport: Arc<Transport>,
 }
 
 impl PublisherClient {
@@ -189,7 +193,7 @@ impl PublisherClient {
         http: Option<reqwest::Client>,
     ) -> Result<Self> {
         Ok(Self {
-            transport: Transport::new(base_url, api_key, secret_b64, http)?,
+            transport: Arc::new(Transport::new(base_url, api_key, secret_b64, http)?),
         })
     }
 

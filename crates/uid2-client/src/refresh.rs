@@ -16,6 +16,9 @@ use crate::error::Result;
 use crate::keys::KeyContainer;
 use crate::transport::Transport;
 
+/// The shortest interval between background key refreshes.
+pub(crate) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A key endpoint and the keys it last answered.
 #[derive(Debug)]
 pub(crate) struct KeySource {
@@ -58,13 +61,14 @@ impl KeySource {
         self.keys.load_full()
     }
 
-    /// Starts the background refresher.
+    /// Starts the background refresher (at least [`MIN_REFRESH_INTERVAL`] apart).
     pub(crate) fn start_auto_refresh(self: &Arc<Self>, interval: Duration) -> AutoRefresh {
         let source = Arc::clone(self);
         let stats = Arc::new(RefreshStats::default());
         let task_stats = Arc::clone(&stats);
         let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
+            // Never hammer the operator, and never hand tokio a zero period (it panics).
+            let mut tick = tokio::time::interval(interval.max(MIN_REFRESH_INTERVAL));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;

@@ -53,6 +53,7 @@ impl SharingClient {
     }
 
     /// Refreshes the keys every `interval` in a Tokio task until the returned handle is dropped.
+    /// The first refresh happens at once. Intervals under a second are taken as one second.
     ///
     /// # Panics
     /// Outside a Tokio runtime.

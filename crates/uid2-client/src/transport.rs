@@ -151,11 +151,33 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, bool)> {
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(BINARY.as_bytes()));
-    let body = response.bytes().await?.to_vec();
+    let body = read_capped(response).await?;
     if http_status != 200 {
         return Err(api_error(http_status, &body));
     }
     Ok((body, binary))
+}
+
+/// The largest answer read: a misconfigured or hostile endpoint must not exhaust memory. The
+/// largest honest answer, an identity map of a 1 MiB request, is a few MiB.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// How much of a non-JSON error body an [`Error::Api`] keeps.
+const MAX_ERROR_MESSAGE_CHARS: usize = 512;
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
+    let too_large = || Error::ResponseTooLarge(MAX_RESPONSE_BYTES);
+    let expected = response.content_length().unwrap_or(0);
+    if expected > MAX_RESPONSE_BYTES as u64 {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(expected as usize);
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn api_error(http_status: u16, body: &[u8]) -> Error {
@@ -175,7 +197,10 @@ fn api_error(http_status: u16, body: &[u8]) -> Error {
         Err(_) => Error::Api {
             http_status,
             status: String::new(),
-            message: String::from_utf8_lossy(body).into_owned(),
+            message: String::from_utf8_lossy(body)
+                .chars()
+                .take(MAX_ERROR_MESSAGE_CHARS)
+                .collect(),
         },
     }
 }
@@ -205,6 +230,8 @@ mod tests {
         let e = api_error(500, b"Internal Server Error");
         assert_eq!(e.api_status(), None);
         assert!(e.to_string().contains("HTTP 500"));
+        let e = api_error(502, "x".repeat(1 << 20).as_bytes());
+        assert!(e.to_string().len() < MAX_ERROR_MESSAGE_CHARS + 100);
     }
 
     #[test]

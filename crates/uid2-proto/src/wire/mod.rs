@@ -187,6 +187,7 @@ pub struct UnmappedIdentityV2 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityMapV2Response {
     /// Mapped identities, in input order.
+    #[serde(default)]
     pub mapped: Vec<MappedIdentityV2>,
     /// Unmapped identities, in input order (omitted when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -231,16 +232,21 @@ pub enum IdentityMapV3Entry {
     },
 }
 
-/// The body of `/v3/identity/map`: all four lists always present.
+/// The body of `/v3/identity/map`: the operator always writes all four lists; a reader takes a
+/// missing one as empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityMapV3Response {
     /// Results for `email`.
+    #[serde(default)]
     pub email: Vec<IdentityMapV3Entry>,
     /// Results for `email_hash`.
+    #[serde(default)]
     pub email_hash: Vec<IdentityMapV3Entry>,
     /// Results for `phone`.
+    #[serde(default)]
     pub phone: Vec<IdentityMapV3Entry>,
     /// Results for `phone_hash`.
+    #[serde(default)]
     pub phone_hash: Vec<IdentityMapV3Entry>,
 }
 
@@ -312,10 +318,14 @@ pub struct SiteData {
     /// Site id.
     pub id: i32,
     /// Sorted domain (and app) names.
+    #[serde(default)]
     pub domain_names: Vec<String>,
 }
 
 /// The body of `/v2/key/sharing` and `/v2/key/bidstream`; each fills the fields it defines.
+///
+/// Written exactly as the official operator writes it; read as leniently as the official SDKs
+/// read it (numbers may come as numeric strings, missing lists are empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeysResponse {
     /// Sharing: the caller's site.
@@ -335,35 +345,68 @@ pub struct KeysResponse {
     )]
     pub token_expiry_seconds: Option<String>,
     /// Sharing (SHARER callers): longest accepted sharing-token lifetime.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_i64"
+    )]
     pub max_sharing_lifetime_seconds: Option<i64>,
     /// Bidstream: longest accepted advertising-token lifetime.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_i64"
+    )]
     pub max_bidstream_lifetime_seconds: Option<i64>,
     /// `"UID2"` or `"EUID"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_scope: Option<String>,
     /// Clock skew SDKs tolerate on token creation times.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_i64"
+    )]
     pub allow_clock_skew_seconds: Option<i64>,
     /// The keys, sorted by id.
+    #[serde(default)]
     pub keys: Vec<KeyJson>,
     /// Domains of sites with client-side generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_data: Option<Vec<SiteData>>,
 }
 
-fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrString {
-        Number(i64),
-        String(String),
+impl KeysResponse {
+    /// `token_expiry_seconds` as a number (the operator writes it as a string); `None` when
+    /// absent or not a number.
+    pub fn token_expiry_seconds(&self) -> Option<i64> {
+        self.token_expiry_seconds.as_deref()?.trim().parse().ok()
     }
+}
+
+/// A number or a numeric string, as official operators have written these fields.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrString {
+    Number(i64),
+    String(String),
+}
+
+fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<NumberOrString>::deserialize(d)?.map(|v| match v {
         NumberOrString::Number(n) => n.to_string(),
         NumberOrString::String(s) => s,
     }))
+}
+
+fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<NumberOrString>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumberOrString::Number(n)) => Ok(Some(n)),
+        Some(NumberOrString::String(s)) => {
+            s.trim().parse().map(Some).map_err(serde::de::Error::custom)
+        }
+    }
 }
 
 /// The request of `/v2/token/client-generate` (plain JSON, not an envelope).
@@ -432,6 +475,18 @@ mod tests {
             serde_json::from_str(r#"{"keys":[],"token_expiry_seconds":2592000}"#).unwrap();
         assert_eq!(a.token_expiry_seconds.as_deref(), Some("2592000"));
         assert_eq!(a, b);
+        assert_eq!(a.token_expiry_seconds(), Some(2_592_000));
+        let lenient: KeysResponse = serde_json::from_str(
+            r#"{"max_bidstream_lifetime_seconds":"259200","allow_clock_skew_seconds":1800}"#,
+        )
+        .unwrap();
+        assert_eq!(lenient.max_bidstream_lifetime_seconds, Some(259_200));
+        assert_eq!(lenient.allow_clock_skew_seconds, Some(1_800));
+        assert!(lenient.keys.is_empty());
+        assert!(
+            serde_json::from_str::<KeysResponse>(r#"{"allow_clock_skew_seconds":"soon"}"#)
+                .is_err()
+        );
     }
 
     #[test]
