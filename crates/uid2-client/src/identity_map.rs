@@ -390,11 +390,7 @@ impl IdentityMapClient {
         let payload = serde_json::to_string(&payload).map_err(Error::malformed)?;
         let json = self
             .transport
-            .call(
-                "/v2/identity/buckets",
-                payload.as_bytes(),
-                false,
-            )
+            .call("/v2/identity/buckets", payload.as_bytes(), false)
             .await?;
         Answer::parse(&json)?.into_success_body()
     }

@@ -62,7 +62,6 @@ fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, u64) {
 }
 
 fn main() {
-    const SECRET: &str = "ioG3wKxAokmp+rERx6A4kM/13qhyolUXIu14WN16Spo=";
     let site_data = json!([{"id": SITE_ID, "domain_names": ["a.example", "example.com"]}]);
     let bidstream = BidstreamClient::new("http://127.0.0.1:9", "k", SECRET).unwrap();
     bidstream
@@ -102,6 +101,27 @@ fn main() {
     }
     .token(&master(), &site());
     let tampered = format!("{}A", &v4[..v4.len() - 1]);
+    let other_master = uid2_proto::key::Key::new(
+        900,
+        -1,
+        Some(MASTER_KEYSET),
+        0,
+        0,
+        (NOW + DAY) / 1000,
+        [9; 32],
+    );
+    let unknown_master = Mint::default().token(&other_master, &site());
+    let other_site =
+        uid2_proto::key::Key::new(901, 77, Some(77), 0, 0, (NOW + DAY) / 1000, [8; 32]);
+    let unknown_site = Mint::default().token(&master(), &other_site);
+    let euid = Mint {
+        scope: uid2_client::IdentityScope::Euid,
+        ..Mint::default()
+    }
+    .token(&master(), &site());
+    // Version byte 99 after a valid header byte.
+    let unknown_version = uid2_proto::encoding::base64url_encode(&[3, 99, 0, 0, 0, 1, 0, 0, 0]);
+    let unloaded = BidstreamClient::new("http://127.0.0.1:9", "k", SECRET).unwrap();
 
     // Warm up: the first load on a thread registers it with arc-swap.
     assert!(
@@ -164,6 +184,34 @@ fn main() {
             NOW + 400 * DAY,
             DecryptionStatus::KeysNotSynced,
         ),
+        (
+            "unknown master key",
+            &unknown_master,
+            None,
+            NOW,
+            DecryptionStatus::NotAuthorizedForMasterKey,
+        ),
+        (
+            "unknown site key",
+            &unknown_site,
+            None,
+            NOW,
+            DecryptionStatus::NotAuthorizedForKey,
+        ),
+        (
+            "EUID token, UID2 keys",
+            &euid,
+            None,
+            NOW,
+            DecryptionStatus::InvalidIdentityScope,
+        ),
+        (
+            "unknown version",
+            &unknown_version,
+            None,
+            NOW,
+            DecryptionStatus::VersionNotSupported,
+        ),
     ];
     for (name, token, domain, now, expected) in cases {
         let (r, n) =
@@ -172,6 +220,10 @@ fn main() {
         assert_eq!(n, 0, "bidstream decrypt ({name}) allocated {n} times");
         println!("bidstream decrypt, {name}: {:?}, 0 allocations", r.status);
     }
+    let (r, n) = allocations_during(|| unloaded.decrypt_token_into_raw_uid_at(&v4, None, NOW));
+    assert_eq!(r.status, DecryptionStatus::NotInitialized);
+    assert_eq!(n, 0, "decrypt without keys allocated {n} times");
+    println!("bidstream decrypt, no keys: {:?}, 0 allocations", r.status);
     let (r, n) = allocations_during(|| sharing.decrypt_token_into_raw_uid_at(&v4, NOW));
     assert!(r.is_success());
     assert_eq!(n, 0, "sharing decrypt allocated {n} times");

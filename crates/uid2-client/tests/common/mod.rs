@@ -4,7 +4,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use serde_json::{Value, json};
-use uid2_client::{IdentityScope, IdentityType, RawUid, TokenVersion};
+use uid2_client::{
+    BidstreamClient, IdentityScope, IdentityType, RawUid, SharingClient, TokenVersion,
+};
 use uid2_proto::encoding::base64_encode;
 use uid2_proto::key::Key;
 use uid2_proto::token::{
@@ -185,4 +187,34 @@ pub fn all_cases() -> Vec<Mint> {
 
 pub fn scope_name(scope: IdentityScope) -> &'static str {
     scope.as_str()
+}
+
+/// A client secret the tests never send anywhere (the clients are loaded with `refresh_json`).
+pub const SECRET: &str = "ioG3wKxAokmp+rERx6A4kM/13qhyolUXIu14WN16Spo=";
+/// A bidstream answer without `site_data`.
+pub const NO_SITE_DATA: Value = Value::Null;
+
+/// A bidstream client loaded with `json`.
+pub fn bidstream(json: &str) -> BidstreamClient {
+    let client = BidstreamClient::new("http://127.0.0.1:9", "key", SECRET).unwrap();
+    client.refresh_json(json).unwrap();
+    client
+}
+
+/// A sharing client loaded with `json`.
+pub fn sharing(json: &str) -> SharingClient {
+    let client = SharingClient::new("http://127.0.0.1:9", "key", SECRET).unwrap();
+    client.refresh_json(json).unwrap();
+    client
+}
+
+/// A v4 raw UID (base64): the meta byte `(env << 6) | (1 << 5) | (scope << 4) | (type << 2)`
+/// (production environment) and 32 bytes of `fill`, the shape the operator derives from
+/// key-material salt buckets. Its first character is `o` (UID2 email), `p` (UID2 phone), `s`
+/// (EUID email) or `t` (EUID phone).
+pub fn raw_uid_v4(scope: IdentityScope, identity_type: IdentityType, fill: u8) -> String {
+    let meta = (2 << 6) | (1 << 5) | (scope.code() << 4) | (identity_type.code() << 2);
+    let mut bytes = vec![meta];
+    bytes.extend_from_slice(&[fill; 32]);
+    base64_encode(&bytes)
 }

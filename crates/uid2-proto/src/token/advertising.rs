@@ -351,7 +351,6 @@ fn decode_v3_or_v4(
     })
 }
 
-
 fn decode_v2(
     bytes: &mut [u8],
     keys: &impl KeyLookup,

@@ -1,125 +1,139 @@
-//! End to end against a real operator: `uid2-operator` over a fresh SQLite store, served with
-//! `axum::serve` on a real TCP port in this process, and every client of the SDK talking to it
-//! over HTTP. No mocks.
+//! The Rust SDK (`uid2-client`) end to end against the real `uid2 serve` binary on a fresh
+//! SQLite store: every client talks to it over HTTP, set up with the admin CLI as an operator
+//! would. No mocks, nothing in-process.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use support::{OperatorProcess, cli};
 use uid2_client::identity_map::UnmappedIdentityReason;
 use uid2_client::{
     BidstreamClient, DecryptionStatus, Error, IdentityMapClient, IdentityMapInput,
     IdentityMapV3Input, IdentityTokens, IdentityType, PublisherClient, SharingClient,
     TokenGenerateInput, TokenGenerateResponse, TokenRefreshResponse, TokenVersion,
 };
-use uid2_operator::admin::{
-    NewClient, add_client, add_cstg, add_site, ensure_initialized, make_key,
-};
-use uid2_operator::{Operator, OperatorConfig, http::router, now_ms};
+use uid2_operator::now_ms;
 use uid2_proto::cstg::{decode_key_text, seal_request};
 use uid2_proto::encoding::base64_decode;
 use uid2_proto::envelope::open_bare_response;
 use uid2_proto::identity::HashedIdentity;
-use uid2_store::{CstgKeypairRecord, Role, SiteRecord, Store};
 
 const PUBLISHER_SITE: i32 = 1001;
 const DSP_SITE: i32 = 2001;
 
+/// An API key and its secret (base64), as `uid2 client add --json` prints them.
+struct Credentials {
+    key: String,
+    secret: String,
+}
+
+/// A CSTG key pair, as `uid2 cstg add --json` prints it.
+struct Cstg {
+    subscription_id: String,
+    public_key: String,
+}
+
 struct Fixture {
+    store: String,
     url: String,
-    operator: Arc<Operator>,
-    store: Arc<dyn Store>,
-    publisher: NewClient,
-    dsp: NewClient,
-    mapper: NewClient,
-    sharer: NewClient,
-    cstg: CstgKeypairRecord,
-    server: tokio::task::JoinHandle<()>,
+    publisher: Credentials,
+    dsp: Credentials,
+    mapper: Credentials,
+    sharer: Credentials,
+    cstg: Cstg,
+    _operator: OperatorProcess,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn start() -> Fixture {
-    let config = OperatorConfig::default();
+fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = uid2_store::open(&format!("sqlite://{}/uid2.db", dir.path().display()))
-        .await
-        .unwrap();
-    let mut rng = rand::rng();
-    let now = now_ms();
-    ensure_initialized(store.as_ref(), &config, 64, now, &mut rng)
-        .await
-        .unwrap();
-    for (id, name, domains) in [
-        (PUBLISHER_SITE, "publisher", vec!["example.com".to_owned()]),
-        (DSP_SITE, "dsp", vec![]),
+    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    for (id, name, domain) in [
+        (PUBLISHER_SITE, "publisher", Some("example.com")),
+        (DSP_SITE, "dsp", None),
     ] {
-        let site = SiteRecord {
-            id,
-            name: name.into(),
-            enabled: true,
-            domain_names: domains,
-            app_names: vec![],
-            created_s: now / 1000,
-        };
-        add_site(store.as_ref(), site, now, &mut rng).await.unwrap();
+        let id = id.to_string();
+        let mut args = vec!["site", "add", "--id", &id, "--name", name];
+        if let Some(domain) = domain {
+            args.extend(["--domain", domain]);
+        }
+        cli(&store, &args);
     }
-    let s = store.as_ref();
-    let client = |name: &'static str, site: i32, role: Role| {
-        let config = config.clone();
-        async move {
-            add_client(s, &config, name, site, vec![role], now, &mut rand::rng())
-                .await
-                .unwrap()
+    let client = |name: &str, site: i32, role: &str| {
+        let v: Value = serde_json::from_str(&cli(
+            &store,
+            &[
+                "client",
+                "add",
+                "--name",
+                name,
+                "--site-id",
+                &site.to_string(),
+                "--roles",
+                role,
+                "--json",
+            ],
+        ))
+        .unwrap();
+        Credentials {
+            key: v["key"].as_str().unwrap().to_owned(),
+            secret: v["secret"].as_str().unwrap().to_owned(),
         }
     };
-    let publisher = client("publisher", PUBLISHER_SITE, Role::Generator).await;
-    let dsp = client("dsp", DSP_SITE, Role::IdReader).await;
-    let mapper = client("mapper", DSP_SITE, Role::Mapper).await;
-    let sharer = client("sharer", PUBLISHER_SITE, Role::Sharer).await;
-    let cstg = add_cstg(s, &config, PUBLISHER_SITE, now, &mut rng)
-        .await
-        .unwrap();
-    let operator = Operator::load(store.clone(), config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(operator.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
+    let publisher = client("publisher", PUBLISHER_SITE, "generator");
+    let dsp = client("dsp", DSP_SITE, "id_reader");
+    let mapper = client("mapper", DSP_SITE, "mapper");
+    let sharer = client("sharer", PUBLISHER_SITE, "sharer");
+    let v: Value = serde_json::from_str(&cli(
+        &store,
+        &[
+            "cstg",
+            "add",
+            "--site-id",
+            &PUBLISHER_SITE.to_string(),
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let cstg = Cstg {
+        subscription_id: v["subscription_id"].as_str().unwrap().to_owned(),
+        public_key: v["public_key"].as_str().unwrap().to_owned(),
+    };
+    let operator = OperatorProcess::start(&store, &["--sync-interval-ms", "100"]);
     Fixture {
-        url,
-        operator,
+        url: operator.url.clone(),
         store,
         publisher,
         dsp,
         mapper,
         sharer,
         cstg,
-        server,
+        _operator: operator,
         _dir: dir,
     }
 }
 
 impl Fixture {
+    fn cli(&self, args: &[&str]) -> String {
+        cli(&self.store, args)
+    }
+
     fn publisher(&self) -> PublisherClient {
-        PublisherClient::new(&self.url, &self.publisher.api_key, &self.publisher.secret).unwrap()
+        PublisherClient::new(&self.url, &self.publisher.key, &self.publisher.secret).unwrap()
     }
 
     fn bidstream(&self) -> BidstreamClient {
-        BidstreamClient::new(&self.url, &self.dsp.api_key, &self.dsp.secret).unwrap()
+        BidstreamClient::new(&self.url, &self.dsp.key, &self.dsp.secret).unwrap()
     }
 
     fn sharing(&self) -> SharingClient {
-        SharingClient::new(&self.url, &self.sharer.api_key, &self.sharer.secret).unwrap()
+        SharingClient::new(&self.url, &self.sharer.key, &self.sharer.secret).unwrap()
     }
 
     fn mapper(&self) -> IdentityMapClient {
-        IdentityMapClient::new(&self.url, &self.mapper.api_key, &self.mapper.secret).unwrap()
+        IdentityMapClient::new(&self.url, &self.mapper.key, &self.mapper.secret).unwrap()
     }
 
     async fn generate(&self, input: TokenGenerateInput) -> IdentityTokens {
@@ -128,11 +142,44 @@ impl Fixture {
             other => panic!("expected an identity, got {other:?}"),
         }
     }
+
+    /// Generates for `email` until the operator has synced a rotation and mints with a site key
+    /// that `bidstream` has not loaded yet; returns the identity and that key's id.
+    async fn generate_with_new_key(
+        &self,
+        bidstream: &BidstreamClient,
+        email: &str,
+    ) -> (IdentityTokens, u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let identity = self.generate(TokenGenerateInput::from_email(email)).await;
+            let r = bidstream.decrypt_token_into_raw_uid(&identity.advertising_token, None);
+            // A rotation gives every keyset a key, the master keyset too: the outer layer
+            // fails first.
+            if r.status == DecryptionStatus::NotAuthorizedForMasterKey {
+                let site_key = site_key_id(&self.store, &identity.advertising_token);
+                assert!(bidstream.keys().unwrap().key(site_key).is_none());
+                return (identity, site_key);
+            }
+            assert!(r.is_success(), "{:?}", r.status);
+            assert!(
+                Instant::now() < deadline,
+                "the operator never minted with the rotated key"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The site key id of `token`, read with `uid2 token inspect` (the operator's own keys).
+fn site_key_id(store: &str, token: &str) -> u32 {
+    let v: Value = serde_json::from_str(&cli(store, &["token", "inspect", token])).unwrap();
+    v["site_key_id"].as_u64().unwrap() as u32
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_bidstream_sharing_and_identity_map_agree() {
-    let f = start().await;
+    let f = start();
     let email = "Jane.Doe@Example.com";
     let identity = f.generate(TokenGenerateInput::from_email(email)).await;
     let now = now_ms();
@@ -196,9 +243,9 @@ async fn publisher_bidstream_sharing_and_identity_map_agree() {
         .unwrap();
     assert_eq!(by_hash.mapped[hash.as_str()].raw_uid, raw_uid);
 
-    // Every bucket was written at bootstrap: all 64 are reported since the year 2000.
+    // Every bucket was written at bootstrap: all 4,096 are reported since the year 2000.
     let buckets = mapper.get_identity_buckets(946_684_800_000).await.unwrap();
-    assert_eq!(buckets.len(), 64);
+    assert_eq!(buckets.len(), 4096);
     assert!(buckets.iter().any(|b| b.bucket_id == mapped.bucket_id));
     assert!(
         mapper
@@ -237,7 +284,7 @@ async fn publisher_bidstream_sharing_and_identity_map_agree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opted_out_users_get_no_tokens() {
-    let f = start().await;
+    let f = start();
     let publisher = f.publisher();
     for input in [
         TokenGenerateInput::from_email("optout@example.com"),
@@ -280,9 +327,9 @@ async fn opted_out_users_get_no_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_errors_are_typed() {
-    let f = start().await;
+    let f = start();
     // A key without the GENERATOR role.
-    let wrong_role = PublisherClient::new(&f.url, &f.dsp.api_key, &f.dsp.secret).unwrap();
+    let wrong_role = PublisherClient::new(&f.url, &f.dsp.key, &f.dsp.secret).unwrap();
     let err = wrong_role
         .generate_token(&TokenGenerateInput::from_email("a@example.com"))
         .await
@@ -291,7 +338,7 @@ async fn service_errors_are_typed() {
     // The right key with another secret: the operator cannot open the envelope.
     let wrong_secret = PublisherClient::new(
         &f.url,
-        &f.publisher.api_key,
+        &f.publisher.key,
         "ioG3wKxAokmp+rERx6A4kM/13qhyolUXIu14WN16Spo=",
     )
     .unwrap();
@@ -333,8 +380,7 @@ async fn service_errors_are_typed() {
         "{err}"
     );
     // The bidstream key endpoint refuses a publisher key; the keys stay unloaded.
-    let not_a_dsp =
-        BidstreamClient::new(&f.url, &f.publisher.api_key, &f.publisher.secret).unwrap();
+    let not_a_dsp = BidstreamClient::new(&f.url, &f.publisher.key, &f.publisher.secret).unwrap();
     assert_eq!(
         not_a_dsp.refresh().await.unwrap_err().api_status(),
         Some("unauthorized")
@@ -352,7 +398,7 @@ async fn service_errors_are_typed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_side_generated_tokens_are_domain_checked() {
-    let f = start().await;
+    let f = start();
     // A browser's request to /v2/token/client-generate, sealed to the site's CSTG key.
     let server_key = decode_key_text(&f.cstg.public_key).unwrap();
     let hash = HashedIdentity::from_email("cstg-user@example.com")
@@ -405,39 +451,20 @@ async fn client_side_generated_tokens_are_domain_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_refresher_picks_up_a_new_key() {
-    let f = start().await;
+    let f = start();
     let bidstream = f.bidstream();
     bidstream.refresh().await.unwrap();
 
-    // A new key for the publisher's keyset, activated now: the operator encrypts with it.
-    let keyset = f
-        .store
-        .keysets()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|k| k.site_id == PUBLISHER_SITE)
-        .unwrap();
-    let next_id = f
-        .store
-        .keys()
-        .await
-        .unwrap()
-        .iter()
-        .map(|k| k.id)
-        .max()
-        .unwrap()
-        + 1;
-    let now_s = now_ms() / 1000;
-    let key = make_key(next_id, keyset.id, now_s - 1, now_s, &mut rand::rng());
-    f.store.insert_keys(&[], &[key]).await.unwrap();
-    assert!(f.operator.sync_once().await.unwrap());
-
+    // New keys for every keyset, active at once: once the operator has synced (within a
+    // second), it encrypts with the publisher's new key.
+    f.cli(&["keys", "rotate", "--activation-lead", "0"]);
     let identity = f
-        .generate(TokenGenerateInput::from_email("new-key@example.com"))
+        .generate_with_new_key(&bidstream, "new-key@example.com")
         .await;
+    let next_id = identity.1;
+    let identity = identity.0;
     let before = bidstream.decrypt_token_into_raw_uid(&identity.advertising_token, None);
-    assert_eq!(before.status, DecryptionStatus::NotAuthorizedForKey);
+    assert_eq!(before.status, DecryptionStatus::NotAuthorizedForMasterKey);
     assert!(bidstream.keys().unwrap().key(next_id).is_none());
 
     let refresher = bidstream.start_auto_refresh(Duration::from_millis(100));
@@ -447,7 +474,7 @@ async fn background_refresher_picks_up_a_new_key() {
         if r.is_success() {
             break;
         }
-        assert_eq!(r.status, DecryptionStatus::NotAuthorizedForKey);
+        assert_eq!(r.status, DecryptionStatus::NotAuthorizedForMasterKey);
         assert!(
             Instant::now() < deadline,
             "the refresher never loaded the new key"
@@ -460,8 +487,7 @@ async fn background_refresher_picks_up_a_new_key() {
     assert!(bidstream.keys().unwrap().key(next_id).is_some());
 
     // The DSP's key is disabled: refreshes fail, are counted, and the keys in use stay.
-    assert!(f.store.set_client_disabled("dsp", true).await.unwrap());
-    f.operator.sync_once().await.unwrap();
+    f.cli(&["client", "disable", "dsp"]);
     let failing = bidstream.start_auto_refresh(Duration::from_millis(50));
     drop(refresher);
     let deadline = Instant::now() + Duration::from_secs(10);
