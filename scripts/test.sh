@@ -54,4 +54,21 @@ step "python conformance suite (official uid2-client)"
 step "browser SDK unit tests (node:test)"
 node --test --test-reporter=dot sdk/js/test/
 
+step "the demo (operator, publisher, SSP) in headless Chromium (tests/browser)"
+# Debian's Chromium, never a browser downloaded by Playwright; playwright-core from the lock file.
+if [ ! -x /usr/bin/chromium ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+# npm ci when node_modules is missing or does not hold exactly the versions of the lock file.
+if ! (cd tests/browser && node -e '
+  const lock = require("./package-lock.json").packages;
+  for (const [path, pkg] of Object.entries(lock)) {
+    if (!path) continue;
+    if (require("./" + path + "/package.json").version !== pkg.version) process.exit(1);
+  }' 2>/dev/null); then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+UID2_DEMO_BIN="$ROOT/target/debug/uid2-demo" node --test --test-reporter=spec tests/browser/
+
 step "all tests passed"

@@ -118,8 +118,12 @@ class IdentityStore {
     return attrs;
   }
 
+  // Cookie expiries are whole seconds; rounding refresh_expires up keeps the cookie until the
+  // refresh token has really expired, so the SDK sees REFRESH_EXPIRED rather than a cookie that
+  // vanished early (which reads as another tab's disconnect).
   _writeCookie(json, expires) {
-    this._setDocumentCookie(COOKIE_NAME + '=' + encodeURIComponent(json) + this._cookieAttributes(expires));
+    const wholeSeconds = Math.ceil(Number(expires) / 1000) * 1000;
+    this._setDocumentCookie(COOKIE_NAME + '=' + encodeURIComponent(json) + this._cookieAttributes(wholeSeconds));
   }
 
   _removeCookie() {

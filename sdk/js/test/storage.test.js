@@ -14,7 +14,7 @@ function cookieValue(document) {
   return JSON.parse(decodeURIComponent(cookies[0].value));
 }
 
-test('useCookie writes __uid_2 with path, domain and expiry at refresh_expires; not localStorage', () => {
+test('useCookie writes __uid_2 with path, domain and expiry at refresh_expires (whole seconds, rounded up); not localStorage', () => {
   const t = setup();
   const identity = makeIdentity(t.clock.now());
   t.sdk.init({ identity, useCookie: true, cookieDomain: 'example.com', cookiePath: '/shop' });
@@ -22,7 +22,7 @@ test('useCookie writes __uid_2 with path, domain and expiry at refresh_expires; 
   assert.equal(cookies.length, 1);
   assert.equal(cookies[0].path, '/shop');
   assert.equal(cookies[0].domain, 'example.com');
-  assert.equal(cookies[0].expires, Math.floor(identity.refresh_expires / 1000) * 1000);
+  assert.equal(cookies[0].expires, Math.ceil(identity.refresh_expires / 1000) * 1000);
   assert.equal(cookies[0].value, encodeURIComponent(JSON.stringify(identity)));
   assert.equal(t.localStorage.getItem(LOCAL_STORAGE_KEY), null);
 });
@@ -172,4 +172,20 @@ test('an older identity written by another tab does not replace ours', async () 
   t.localStorage.setItem(LOCAL_STORAGE_KEY, JSON.stringify(makeIdentity(t.clock.now(), { identityExpires: 100000 })));
   await t.clock.advance(5000);
   assert.equal(t.sdk.getAdvertisingToken(), identity.advertising_token);
+});
+
+test('cookie mode: the cookie outlives refresh_expires, so its expiry reads as REFRESH_EXPIRED, not as a removal', async () => {
+  const t = setup();
+  // Operators' times are milliseconds; a cookie's expiry is whole seconds. Rounded down, the
+  // browser would drop the cookie up to a second early, and the next check would take the
+  // missing cookie for another tab's disconnect (NO_IDENTITY) instead of an expired refresh token.
+  const identity = makeIdentity(t.clock.now(), { refreshFrom: -1, identityExpires: 3000, refreshExpires: 12500 });
+  for (let i = 0; i < 30; i++) t.operator.failNetwork();
+  t.sdk.init({ identity, useCookie: true, refreshRetryPeriod: 1000, callback: t.callback });
+  assert.equal(t.document.find('__uid_2')[0].expires, Math.ceil(identity.refresh_expires / 1000) * 1000);
+  await t.clock.advance(15000);
+  const codes = t.statuses.map((s) => s.status);
+  assert.deepEqual(codes, [IdentityStatus.ESTABLISHED, IdentityStatus.EXPIRED, IdentityStatus.REFRESH_EXPIRED]);
+  assert.doesNotMatch(t.document.cookie, /__uid_2=/);
+  assert.equal(t.sdk.isLoginRequired(), true);
 });
