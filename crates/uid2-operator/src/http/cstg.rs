@@ -32,8 +32,30 @@ fn origin_host(origin: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-/// Whether a page at `origin` may generate tokens for `site`: its host must be one of the
-/// site's domain names or a subdomain of one. IP-address origins never pass (as upstream).
+/// The registrable domain of a host, as the official operator computes it
+/// (`DomainNameCheckUtil.getTopLevelDomainName`: Guava's "top private domain", ICANN and private
+/// public suffixes alike): `www.example.co.uk` → `example.co.uk`, `foo.github.io` →
+/// `foo.github.io`. `localhost` and `x.localhost` give `localhost` (for local testing). IP
+/// literals, public suffixes themselves and names under no known public suffix give `None`.
+fn registrable_domain(host: &str) -> Option<String> {
+    if host == "localhost"
+        || host
+            .strip_suffix(".localhost")
+            .is_some_and(|label| !label.is_empty() && !label.contains('.'))
+    {
+        return Some("localhost".to_owned());
+    }
+    let domain = psl::domain(host.as_bytes())?;
+    if !domain.suffix().is_known() {
+        return None;
+    }
+    std::str::from_utf8(domain.as_bytes()).ok().map(str::to_owned)
+}
+
+/// Whether a page at `origin` may generate tokens for `site`: the registrable domain of its
+/// host must be one of the site's domain names, exactly. So any subdomain of a listed
+/// registrable domain passes, while a listed subdomain (`www.example.com`) or a listed public
+/// suffix (`co.uk`) never matches anything, as upstream. IP-address origins never pass.
 pub(crate) fn origin_allowed(site: &SiteRecord, origin: &str) -> bool {
     let Some(host) = origin_host(origin) else {
         return false;
@@ -41,13 +63,12 @@ pub(crate) fn origin_allowed(site: &SiteRecord, origin: &str) -> bool {
     if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
         return false;
     }
-    site.domain_names.iter().any(|d| {
-        let d = d.to_ascii_lowercase();
-        host == d
-            || host
-                .strip_suffix(&d)
-                .is_some_and(|prefix| prefix.ends_with('.'))
-    })
+    let Some(domain) = registrable_domain(&host) else {
+        return false;
+    };
+    site.domain_names
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&domain))
 }
 
 fn forbidden(status: ResponseStatus, message: &str) -> ApiError {
@@ -180,12 +201,14 @@ mod tests {
     }
 
     #[test]
-    fn origins_match_listed_domains_and_their_subdomains() {
+    fn origins_match_listed_registrable_domains() {
         let s = site(&["example.com", "localhost"]);
         assert!(origin_allowed(&s, "https://example.com"));
         assert!(origin_allowed(&s, "https://www.Example.com:8443"));
+        assert!(origin_allowed(&s, "https://a.b.example.com/path?q"));
         assert!(origin_allowed(&s, "http://localhost:8080"));
         assert!(origin_allowed(&s, "http://app.localhost"));
+        assert!(!origin_allowed(&s, "http://a.app.localhost"));
         assert!(!origin_allowed(&s, "https://badexample.com"));
         assert!(!origin_allowed(&s, "https://example.com.evil.org"));
         assert!(!origin_allowed(&s, "http://127.0.0.1:8080"));
@@ -193,5 +216,32 @@ mod tests {
         assert!(!origin_allowed(&s, "null"));
         assert!(!origin_allowed(&s, ""));
         assert!(!origin_allowed(&site(&["127.0.0.1"]), "http://127.0.0.1"));
+    }
+
+    #[test]
+    fn listed_subdomains_and_public_suffixes_match_nothing() {
+        // The official check compares the origin's registrable domain with the list.
+        let s = site(&["co.uk", "www.example.com", "github.io"]);
+        assert!(!origin_allowed(&s, "https://attacker.co.uk"));
+        assert!(!origin_allowed(&s, "https://www.example.com"));
+        assert!(!origin_allowed(&s, "https://someone.github.io"));
+        // Private suffixes count: a github.io page's registrable domain is its own name.
+        assert!(origin_allowed(
+            &site(&["someone.github.io"]),
+            "https://someone.github.io"
+        ));
+        assert!(!origin_allowed(
+            &site(&["someone.github.io"]),
+            "https://other.github.io"
+        ));
+        assert!(origin_allowed(
+            &site(&["example.co.uk"]),
+            "https://shop.example.co.uk"
+        ));
+        // A name under no known public suffix has no registrable domain.
+        assert!(!origin_allowed(
+            &site(&["example.invalidtld"]),
+            "https://example.invalidtld"
+        ));
     }
 }
