@@ -8,6 +8,7 @@
 //! - [`BidstreamClient`]: decrypt advertising tokens in bid requests (SSPs, DSPs).
 //! - [`SharingClient`]: encrypt raw UIDs into sharing tokens and decrypt them (sharers).
 //! - [`IdentityMapClient`]: map emails and phone numbers to raw UIDs (advertisers).
+//! - [`OptOutClient`]: record a user's opt-out, and ask which raw UIDs have opted out.
 //!
 //! All cryptography is `uid2-proto`'s (aws-lc-rs). Decryption is synchronous, lock-free and
 //! allocation-free: keys are swapped in atomically by [`BidstreamClient::refresh`] or by the
@@ -52,6 +53,7 @@ mod decrypt;
 mod error;
 pub mod identity_map;
 pub mod keys;
+mod optout;
 mod publisher;
 mod refresh;
 mod sharing;
@@ -66,6 +68,7 @@ pub use identity_map::{
     UnmappedIdentityReason, UnmappedIdentityV3,
 };
 pub use keys::KeyContainer;
+pub use optout::{MAX_OPTOUT_STATUS_IDS, OptOutClient};
 pub use publisher::{
     IdentityTokens, PublisherClient, TokenGenerateInput, TokenGenerateResponse,
     TokenRefreshResponse,

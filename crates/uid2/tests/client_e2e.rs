@@ -11,7 +11,7 @@ use support::{OperatorProcess, cli};
 use uid2_client::identity_map::UnmappedIdentityReason;
 use uid2_client::{
     BidstreamClient, DecryptionStatus, Error, IdentityMapClient, IdentityMapInput,
-    IdentityMapV3Input, IdentityTokens, IdentityType, PublisherClient, SharingClient,
+    IdentityMapV3Input, IdentityTokens, IdentityType, OptOutClient, PublisherClient, SharingClient,
     TokenGenerateInput, TokenGenerateResponse, TokenRefreshResponse, TokenVersion,
 };
 use uid2_operator::now_ms;
@@ -42,6 +42,7 @@ struct Fixture {
     dsp: Credentials,
     mapper: Credentials,
     sharer: Credentials,
+    optout: Credentials,
     cstg: Cstg,
     _operator: OperatorProcess,
     _dir: tempfile::TempDir,
@@ -50,6 +51,7 @@ struct Fixture {
 fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    support::init(&store);
     for (id, name, domain) in [
         (PUBLISHER_SITE, "publisher", Some("example.com")),
         (DSP_SITE, "dsp", None),
@@ -86,6 +88,7 @@ fn start() -> Fixture {
     let dsp = client("dsp", DSP_SITE, "id_reader");
     let mapper = client("mapper", DSP_SITE, "mapper");
     let sharer = client("sharer", PUBLISHER_SITE, "sharer");
+    let optout = client("optout-portal", PUBLISHER_SITE, "optout");
     let v: Value = serde_json::from_str(&cli(
         &store,
         &[
@@ -109,6 +112,7 @@ fn start() -> Fixture {
         dsp,
         mapper,
         sharer,
+        optout,
         cstg,
         _operator: operator,
         _dir: dir,
@@ -130,6 +134,15 @@ impl Fixture {
 
     fn sharing(&self) -> SharingClient {
         SharingClient::new(&self.url, &self.sharer.key, &self.sharer.secret).unwrap()
+    }
+
+    fn optout(&self) -> OptOutClient {
+        OptOutClient::new(&self.url, &self.optout.key, &self.optout.secret).unwrap()
+    }
+
+    /// The publisher's key (role GENERATOR only) used for an opt-out.
+    fn publisher_as_optout(&self) -> OptOutClient {
+        OptOutClient::new(&self.url, &self.publisher.key, &self.publisher.secret).unwrap()
     }
 
     fn mapper(&self) -> IdentityMapClient {
@@ -323,6 +336,63 @@ async fn opted_out_users_get_no_tokens() {
         v3.unmapped["optout@example.com"].reason,
         UnmappedIdentityReason::OptOut
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_is_honoured_everywhere() {
+    let f = start();
+    let email = "changed-my-mind@example.com";
+    let identity = f.generate(TokenGenerateInput::from_email(email)).await;
+    let mapper = f.mapper();
+    let raw_uid = mapper
+        .generate_identity_map(&IdentityMapInput::from_emails([email]).unwrap())
+        .await
+        .unwrap()
+        .mapped[email]
+        .raw_uid
+        .clone();
+    // The mapper's key may ask about opt-outs; nobody has opted out yet.
+    let status = OptOutClient::new(&f.url, &f.mapper.key, &f.mapper.secret).unwrap();
+    assert!(status.opted_out_since([&raw_uid]).await.unwrap().is_empty());
+
+    let before = now_ms();
+    f.optout()
+        .opt_out(&TokenGenerateInput::from_email(email))
+        .await
+        .unwrap();
+    let since = status.opted_out_since([&raw_uid]).await.unwrap();
+    let at = since[&raw_uid];
+    // Second precision, as the official operator answers.
+    assert!(at >= before / 1000 * 1000 && at <= now_ms(), "{at}");
+    assert_eq!(
+        f.publisher()
+            .generate_token(&TokenGenerateInput::from_email(email))
+            .await
+            .unwrap(),
+        TokenGenerateResponse::OptOut
+    );
+    assert_eq!(
+        f.publisher().refresh_token(&identity).await.unwrap(),
+        TokenRefreshResponse::OptOut
+    );
+    let v2 = mapper
+        .generate_identity_map(&IdentityMapInput::from_emails([email]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(v2.unmapped[email].reason, "optout");
+
+    // The roles are enforced, and the batch limit is checked before anything is sent.
+    let err = f
+        .publisher_as_optout()
+        .opt_out(&TokenGenerateInput::from_email("someone@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api_status(), Some("unauthorized"), "{err}");
+    let too_many = vec![raw_uid.as_str(); 5_001];
+    assert!(matches!(
+        status.opted_out_since(too_many).await,
+        Err(Error::InvalidInput(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

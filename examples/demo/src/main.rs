@@ -21,7 +21,6 @@
 //! the credentials file) to scripts and tests; port 0 picks a free port.
 
 mod operator;
-mod optout;
 mod publisher;
 mod setup;
 mod ssp;
@@ -35,10 +34,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use uid2_client::{BidstreamClient, PublisherClient};
+use uid2_client::{BidstreamClient, OptOutClient, PublisherClient};
 use uid2_operator::OperatorConfig;
 
-use crate::optout::OptoutClient;
 use crate::publisher::{Publisher, PublisherSettings};
 use crate::ssp::Ssp;
 
@@ -177,7 +175,7 @@ async fn main() -> Result<()> {
             &credentials.publisher.key,
             &credentials.publisher.secret,
         )?,
-        OptoutClient::new(
+        OptOutClient::new(
             &operator_internal,
             &credentials.publisher_optout.key,
             &credentials.publisher_optout.secret,

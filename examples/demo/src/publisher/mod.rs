@@ -20,10 +20,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use uid2_client::{PublisherClient, TokenGenerateInput, TokenGenerateResponse};
+use uid2_client::{OptOutClient, PublisherClient, TokenGenerateInput, TokenGenerateResponse};
 use uid2_proto::identity::HashedIdentity;
 
-use crate::optout::OptoutClient;
 use page::PageContext;
 use session::{Notice, Session, Sessions};
 
@@ -52,7 +51,7 @@ pub(crate) struct PublisherSettings {
 pub(crate) struct Publisher {
     settings: PublisherSettings,
     tokens: PublisherClient,
-    optout: OptoutClient,
+    optout: OptOutClient,
     sessions: Sessions,
 }
 
@@ -61,7 +60,7 @@ impl Publisher {
     pub(crate) fn new(
         settings: PublisherSettings,
         tokens: PublisherClient,
-        optout: OptoutClient,
+        optout: OptOutClient,
     ) -> Self {
         Self {
             settings,
@@ -238,7 +237,11 @@ async fn optout(State(site): State<Arc<Publisher>>, headers: HeaderMap) -> Respo
             "Log in first: the publisher opts out the logged-in user.".into(),
         );
     };
-    match site.optout.opt_out_email(&email).await {
+    match site
+        .optout
+        .opt_out(&TokenGenerateInput::from_email(&email))
+        .await
+    {
         Ok(()) => answer(
             StatusCode::OK,
             true,
