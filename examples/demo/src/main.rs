@@ -209,27 +209,8 @@ async fn main() -> Result<()> {
         r = operator => r.context("operator task")??,
         r = publisher => r.context("publisher task")?.context("serving the publisher")?,
         r = ssp => r.context("SSP task")?.context("serving the SSP")?,
-        () = shutdown_signal() => tracing::info!("stopping"),
+        // SIGTERM keeps its default action (exit); Ctrl-C stops the demo politely.
+        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
     }
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

@@ -7,13 +7,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::{Method, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use uid2_client::{BidstreamClient, DecryptionStatus, IdentityType};
 
 /// The SSP's state: the key-holding client.
@@ -33,7 +32,13 @@ impl Ssp {
         Router::new()
             .route("/bid", post(bid))
             .route("/", get(status))
-            .layer(axum::middleware::from_fn(cors))
+            // Pages on any origin post ad requests here.
+            .layer(
+                CorsLayer::new()
+                    .allow_origin(AllowOrigin::mirror_request())
+                    .allow_methods([Method::GET, Method::POST])
+                    .allow_headers([header::CONTENT_TYPE]),
+            )
             .with_state(Arc::new(self))
     }
 }
@@ -112,36 +117,4 @@ async fn status(State(ssp): State<Arc<Ssp>>) -> Json<SspStatus> {
         bid_route: "POST /bid {\"advertising_token\", \"domain\"}",
         keys: ssp.client.keys().map_or(0, |k| k.len()),
     })
-}
-
-/// CORS for pages on any origin: the origin is echoed, preflights answered.
-async fn cors(req: Request, next: Next) -> Response {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_static("*"));
-    let mut response = if req.method() == Method::OPTIONS {
-        let mut r = StatusCode::NO_CONTENT.into_response();
-        let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-        r
-    } else {
-        next.run(req).await
-    };
-    let h = response.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.append(header::VARY, HeaderValue::from_static("Origin"));
-    response
 }
