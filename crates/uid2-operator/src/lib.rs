@@ -45,7 +45,9 @@ pub enum OperatorError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The store has no salts or keys yet.
-    #[error("the store is not initialised (run `uid2 serve` once to bootstrap it)")]
+    #[error(
+        "the store is not initialised (run `uid2 init`, or `uid2 serve`, which initialises an empty store)"
+    )]
     NotInitialized,
     /// Invalid settings.
     #[error(transparent)]
@@ -115,6 +117,9 @@ impl Operator {
     ) -> Result<Arc<Self>, OperatorError> {
         config.validate()?;
         let config = Arc::new(config);
+        // Before serving: rotations anywhere in the fleet then keep keys as long as the tokens
+        // this operator issues can live.
+        rotation::record_token_lifetime(store.as_ref(), &config).await?;
         let snapshot = sync::load_full(store.as_ref(), &config).await?;
         let health = StoreHealth::default();
         health.success(now_ms());
@@ -125,7 +130,7 @@ impl Operator {
             writer: tokio::sync::Mutex::new(()),
             health,
             batch: http::batch::BatchPool::new(),
-            request_metrics: metrics::RequestMetrics::new(http::ROUTES),
+            request_metrics: metrics::RequestMetrics::new(&http::route_paths()),
         }))
     }
 
@@ -154,40 +159,15 @@ impl Operator {
         &self.health
     }
 
-    /// Reads what changed in the store and swaps in a new snapshot if anything did.
-    /// Returns whether the snapshot changed.
+    /// Reads what changed in the store and applies it, each kind on its own (opt-outs first).
+    /// Returns whether the snapshot changed, or the first error (what succeeded is applied).
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
-        let _guard = self.writer.lock().await;
-        let current = self.snapshot();
-        match sync::refresh(self.store.as_ref(), &current).await {
-            Ok(next) => {
-                self.health.success(now_ms());
-                let changed = next.is_some();
-                if let Some(next) = next {
-                    self.snapshot.store(Arc::new(next));
-                }
-                Ok(changed)
-            }
-            Err(e) => {
-                self.health.failure();
-                Err(e)
-            }
-        }
+        sync::sync_once(self, None).await
     }
 
     /// Polls the store every `sync_interval` until the process ends.
     pub fn spawn_sync(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let operator = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(operator.config.sync_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = operator.sync_once().await {
-                    tracing::warn!(error = %e, "store sync failed; serving from the last snapshot");
-                }
-            }
-        })
+        sync::spawn(self.clone())
     }
 
     /// Records an opt-out: durable in the store first, then applied to this operator's snapshot.
@@ -208,11 +188,7 @@ impl Operator {
                 return Err(e);
             }
         };
-        let _guard = self.writer.lock().await;
-        let current = self.snapshot();
-        let optouts = Arc::new(current.optouts.with_local(std::slice::from_ref(&record)));
-        self.snapshot
-            .store(Arc::new(sync::with_optouts(&current, optouts)));
+        sync::apply_local_optout(self, &record).await;
         Ok(record)
     }
 }

@@ -146,9 +146,11 @@ impl RequestMetrics {
 /// Point-in-time values rendered with the request metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
-    /// Seconds since the store was last read successfully.
+    /// Seconds since the last sync pass that met no store error (`StoreHealth::last_success_ms`).
     pub store_sync_age_s: f64,
-    /// Seconds since the current snapshot was built.
+    /// Age of the data served: seconds since the snapshot was last known current with the store
+    /// in every part (`Snapshot::synced_at_ms`). Stays near the sync interval on a healthy fleet,
+    /// busy or idle; grows while any part (salts, say) cannot be reloaded.
     pub snapshot_age_s: f64,
     /// Whether the last store access succeeded.
     pub store_reachable: bool,
@@ -172,13 +174,13 @@ pub fn render(requests: &RequestMetrics, g: &Gauges) -> String {
         (
             "uid2_store_sync_age_seconds",
             "gauge",
-            "Seconds since the store was last read successfully.",
+            "Seconds since the last store sync pass that met no error.",
             g.store_sync_age_s,
         ),
         (
             "uid2_snapshot_age_seconds",
             "gauge",
-            "Seconds since the serving snapshot was built.",
+            "Age of the data served: seconds since every part of the snapshot was last known current.",
             g.snapshot_age_s,
         ),
         (

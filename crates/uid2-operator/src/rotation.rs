@@ -1,15 +1,19 @@
 //! Key and salt rotation, run by `uid2 keys rotate` / `uid2 salts rotate` or by the scheduler in
-//! `uid2 serve` (one operator of a fleet per period, through [`Store::try_claim`]).
+//! `uid2 serve` (one operator of a fleet per period: the rotation's write carries a [`Claim`],
+//! so the period is used up only by a rotation that happened).
 //!
 //! Keys: every enabled keyset gets a new key that activates `activation_lead` from now, so every
 //! operator and every SDK that refreshes its keys in the meantime holds it before the first token
 //! is encrypted with it. An old key stays in the store (decryption finds keys by id) until every
 //! token it can have protected has expired: it stops being used when its successor activates, so
-//! it is removed `retention` after that.
+//! it is removed `retention` after that. The new keys' ids are allocated by the store inside the
+//! write, so concurrent rotations never collide.
 //!
 //! Salts: a fraction of the buckets get a new salt; the old one is kept as the previous salt (v3
 //! identity map `p`), `last_updated` becomes now (so `/v2/identity/buckets` reports exactly those),
-//! and previous salts older than 90 days are dropped.
+//! and previous salts older than 90 days are dropped. The write is a compare-and-swap on the salts
+//! generation it read: a rotation that raced another one reads the new buckets and tries again,
+//! so neither rotation's buckets are lost.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,25 +21,81 @@ use std::time::Duration;
 use uid2_proto::CryptoRng;
 use uid2_proto::encoding::base64_encode;
 use uid2_proto::salt::{BucketSecret, DAY_MS, PREVIOUS_UID_DAYS};
-use uid2_store::{KeyRecord, Store, StoreError};
+use uid2_store::{
+    Claim, Conditional, KeyChange, KeyRecord, NewKey, Precondition, Store, StoreError,
+};
 
 use crate::admin::make_key;
+use crate::config::OperatorConfig;
+
+/// The store setting holding the longest token lifetime any operator sharing the store issues.
+pub const TOKEN_LIFETIME_SETTING: &str = "max_token_lifetime_s";
+/// Kept beyond the longest token lifetime before a superseded key is removed.
+pub const RETENTION_MARGIN: Duration = Duration::from_secs(86_400);
+/// Salt rotations that lost a race are retried this many times in all.
+const SALT_ATTEMPTS: usize = 8;
+
+/// How long the longest-lived token `config` issues or accepts can outlive the key protecting
+/// it: advertising, refresh and sharing tokens, and the lifetimes bidders and sharers accept,
+/// plus the clock skew tolerated.
+pub fn longest_token_lifetime(config: &OperatorConfig) -> Duration {
+    [
+        config.identity_token_expires_after,
+        config.refresh_token_expires_after,
+        config.sharing_token_expiry,
+        config.max_bidstream_lifetime.unwrap_or_default(),
+        config.max_sharing_lifetime.unwrap_or_default(),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default()
+        + config.allow_clock_skew
+}
+
+/// Records in the store that tokens issued under `config` may live this long, so that every
+/// rotation (the CLI's included, which does not know the operators' settings) keeps keys long
+/// enough. The setting only ever rises: tokens issued before a lifetime was shortened still live.
+pub async fn record_token_lifetime(
+    store: &dyn Store,
+    config: &OperatorConfig,
+) -> Result<Duration, StoreError> {
+    let recorded = store
+        .raise_setting(
+            TOKEN_LIFETIME_SETTING,
+            longest_token_lifetime(config).as_secs() as i64,
+        )
+        .await?;
+    Ok(Duration::from_secs(recorded.max(0) as u64))
+}
+
+/// How long superseded keys must be kept: the longest token lifetime operators recorded (at
+/// least that of the default settings), plus [`RETENTION_MARGIN`].
+pub async fn key_retention(store: &dyn Store) -> Result<Duration, StoreError> {
+    let recorded = store
+        .meta(TOKEN_LIFETIME_SETTING)
+        .await?
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_default();
+    Ok(recorded.max(longest_token_lifetime(&OperatorConfig::default())) + RETENTION_MARGIN)
+}
 
 /// How keys rotate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyRotationPolicy {
     /// How long before use a new key is published.
     pub activation_lead: Duration,
-    /// How long a superseded key is kept: the longest lifetime of anything it protects.
+    /// How long a superseded key is kept: the longest lifetime of anything it protects (see
+    /// [`key_retention`]).
     pub retention: Duration,
 }
 
 impl Default for KeyRotationPolicy {
+    /// An hour's lead; the retention the default token lifetimes need.
     fn default() -> Self {
         Self {
             activation_lead: Duration::from_secs(3_600),
-            // Refresh tokens and sharing tokens live 30 days.
-            retention: Duration::from_secs(31 * 86_400),
+            retention: longest_token_lifetime(&OperatorConfig::default()) + RETENTION_MARGIN,
         }
     }
 }
@@ -49,31 +109,61 @@ pub struct KeyRotation {
     pub removed: Vec<u32>,
 }
 
-/// Adds a key to every enabled keyset and removes keys superseded for longer than the retention.
+/// Whether `claim` (if any) can still be won: checked before reading what a rotation rewrites,
+/// which may be large. The write itself checks again.
+async fn claim_is_due(store: &dyn Store, claim: Option<&Claim>) -> Result<bool, StoreError> {
+    match claim {
+        Some(c) => Ok(c.is_due(store.last_claim_ms(&c.job).await?)),
+        None => Ok(true),
+    }
+}
+
+/// Adds a key to every enabled keyset and removes keys superseded for longer than the retention,
+/// in one transaction; with `claim`, only if the claim is won (`None` otherwise).
 pub async fn rotate_keys(
     store: &dyn Store,
     policy: KeyRotationPolicy,
     now_ms: i64,
     rng: &mut (impl CryptoRng + ?Sized),
-) -> Result<KeyRotation, StoreError> {
+    claim: Option<Claim>,
+) -> Result<Option<KeyRotation>, StoreError> {
+    if !claim_is_due(store, claim.as_ref()).await? {
+        return Ok(None);
+    }
     let now_s = now_ms / 1000;
     let keysets = store.keysets().await?;
     let keys = store.keys().await?;
-    let first_id = keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
     let activates = now_s + policy.activation_lead.as_secs() as i64;
-    let created: Vec<KeyRecord> = (first_id..)
-        .zip(keysets.iter().filter(|k| k.enabled))
-        .map(|(id, keyset)| make_key(id, keyset.id, activates, now_s, rng))
+    let add = keysets
+        .iter()
+        .filter(|k| k.enabled)
+        .map(|keyset| {
+            // The store allocates the id; `make_key` only draws the secret and the expiry.
+            let k = make_key(0, keyset.id, activates, now_s, rng);
+            NewKey {
+                keyset_id: k.keyset_id,
+                secret: k.secret,
+                created_s: k.created_s,
+                activates_s: k.activates_s,
+                expires_s: k.expires_s,
+            }
+        })
         .collect();
-    store.insert_keys(&[], &created).await?;
-
+    // Computed from a read outside the write: safe, because new keys always activate after
+    // every key that can be superseded, so a concurrent rotation never changes this answer.
     let removed = superseded_keys(&keys, now_s, policy.retention.as_secs() as i64);
-    if !removed.is_empty() {
-        store.delete_keys(&removed).await?;
-    }
-    Ok(KeyRotation {
-        created: created.iter().map(|k| k.id).collect(),
-        removed,
+    let change = KeyChange {
+        keysets: Vec::new(),
+        add,
+        remove: removed.clone(),
+    };
+    let pre = Precondition {
+        generation: None,
+        claim,
+    };
+    Ok(match store.change_keys(&change, &pre).await? {
+        Conditional::Written(created) => Some(KeyRotation { created, removed }),
+        Conditional::Unclaimed | Conditional::Stale => None,
     })
 }
 
@@ -97,27 +187,58 @@ fn superseded_keys(keys: &[KeyRecord], now_s: i64, retention_s: i64) -> Vec<u32>
     out
 }
 
-/// Rotates `fraction` of the salt buckets (at least one); returns the rotated bucket ids.
+/// Rotates `fraction` of the salt buckets (at least one); returns the rotated bucket ids, or
+/// `None` if `claim` was not won.
 pub async fn rotate_salts(
     store: &dyn Store,
     fraction: f64,
     now_ms: i64,
     rng: &mut (impl CryptoRng + ?Sized),
-) -> Result<Vec<u32>, StoreError> {
-    let Some(mut state) = store.salts().await? else {
-        return Err(StoreError::Corrupt("no salts to rotate".into()));
-    };
-    let n = state.buckets.len();
+    claim: Option<Claim>,
+) -> Result<Option<Vec<u32>>, StoreError> {
+    for _ in 0..SALT_ATTEMPTS {
+        if !claim_is_due(store, claim.as_ref()).await? {
+            return Ok(None);
+        }
+        let Some(read) = store.salts().await? else {
+            return Err(StoreError::Rejected("no salts to rotate".into()));
+        };
+        let mut state = read.value;
+        let rotated = rotate_buckets(&mut state.buckets, fraction, now_ms, rng);
+        let pre = Precondition {
+            generation: Some(read.generation),
+            claim: claim.clone(),
+        };
+        match store.replace_salt_buckets(&state, &pre).await? {
+            Conditional::Written(()) => return Ok(Some(rotated)),
+            Conditional::Unclaimed => return Ok(None),
+            // Another rotation (or bootstrap) wrote first: start again from what it wrote.
+            Conditional::Stale => continue,
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "the salts changed {SALT_ATTEMPTS} times while rotating; try again"
+    )))
+}
+
+/// Gives `fraction` of `buckets` (at least one) a new salt; returns their ids, sorted.
+fn rotate_buckets(
+    buckets: &mut [uid2_proto::salt::SaltBucket],
+    fraction: f64,
+    now_ms: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Vec<u32> {
+    let n = buckets.len();
     let count = ((n as f64 * fraction.clamp(0.0, 1.0)).ceil() as usize).clamp(1, n.max(1));
     // A partial Fisher-Yates shuffle picks `count` distinct buckets uniformly.
     let mut order: Vec<usize> = (0..n).collect();
-    for i in 0..count {
+    for i in 0..count.min(n) {
         let j = i + (rng.next_u64() % (n - i) as u64) as usize;
         order.swap(i, j);
     }
     let mut rotated = Vec::with_capacity(count);
-    for &index in &order[..count] {
-        let bucket = &mut state.buckets[index];
+    for &index in &order[..count.min(n)] {
+        let bucket = &mut buckets[index];
         let mut salt = [0u8; 32];
         rng.fill_bytes(&mut salt);
         let old = std::mem::replace(
@@ -129,16 +250,15 @@ pub async fn rotate_salts(
         bucket.refresh_from_ms = Some(now_ms + 30 * DAY_MS);
         rotated.push(bucket.id);
     }
-    for bucket in &mut state.buckets {
+    for bucket in buckets.iter_mut() {
         if bucket.previous.is_some()
             && (now_ms - bucket.last_updated_ms) / DAY_MS >= PREVIOUS_UID_DAYS
         {
             bucket.previous = None;
         }
     }
-    store.put_salt_buckets(&state).await?;
     rotated.sort_unstable();
-    Ok(rotated)
+    rotated
 }
 
 #[cfg(test)]
@@ -170,5 +290,31 @@ mod tests {
         assert_eq!(superseded_keys(&keys, 700, 300), vec![1]);
         assert_eq!(superseded_keys(&keys, 2_400, 300), vec![1, 2, 4]);
         assert!(superseded_keys(&keys, 0, 0).is_empty());
+    }
+
+    #[test]
+    fn retention_covers_the_longest_configured_token_lifetime() {
+        let default = OperatorConfig::default();
+        // Refresh tokens (30 days) are the longest-lived by default.
+        assert_eq!(
+            longest_token_lifetime(&default),
+            default.refresh_token_expires_after + default.allow_clock_skew
+        );
+        let long = OperatorConfig {
+            refresh_token_expires_after: Duration::from_secs(400 * 86_400),
+            ..OperatorConfig::default()
+        };
+        assert_eq!(
+            longest_token_lifetime(&long),
+            Duration::from_secs(400 * 86_400) + long.allow_clock_skew
+        );
+        let bidders = OperatorConfig {
+            max_bidstream_lifetime: Some(Duration::from_secs(90 * 86_400)),
+            ..OperatorConfig::default()
+        };
+        assert_eq!(
+            longest_token_lifetime(&bidders),
+            Duration::from_secs(90 * 86_400) + bidders.allow_clock_skew
+        );
     }
 }

@@ -179,6 +179,11 @@ impl Salts {
     pub fn first_level_hash(&self, identity: &HashedIdentity) -> FirstLevelHash {
         FirstLevelHash::compute(identity, &self.first_level_salt)
     }
+
+    /// The `bucket_id` string of the bucket at `index`, as identity map reports it.
+    pub fn bucket_id(&self, index: usize) -> String {
+        self.bucket_ids.encode(self.table.bucket(index).id)
+    }
 }
 
 /// A CSTG subscription.
@@ -222,8 +227,8 @@ pub fn build_cstg(records: &[CstgKeypairRecord]) -> CstgIndex {
 /// Sites by id.
 pub type SiteIndex = HashMap<i32, SiteRecord>;
 
-/// Everything a request needs, immutable.
-#[derive(Debug)]
+/// Everything a request needs, immutable (cloning copies pointers, not the data).
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Settings.
     pub config: Arc<OperatorConfig>,
@@ -241,16 +246,19 @@ pub struct Snapshot {
     pub optouts: Arc<OptOutIndex>,
     /// The store generations this snapshot reflects.
     pub generations: Generations,
-    /// When the store was last read successfully (ms).
+    /// How fresh the data is (ms): every part of this snapshot was current with the store as
+    /// of this time, the start of the last sync pass that found nothing it could not apply.
+    /// Advanced by every such pass, even when nothing changed.
     pub synced_at_ms: i64,
 }
 
 /// The outcome of the opt-out check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptOutCheck {
-    /// Generate (and map): test identities that always opt out, then the index.
+    /// Generate (and map): the always-opted-out test identities, then the index; the
+    /// refresh-optout and validate test identities are never opted out here.
     Generate,
-    /// Refresh: additionally the refresh-optout test identities.
+    /// Refresh: the refresh-optout test identities are opted out too.
     Refresh,
 }
 
@@ -262,14 +270,19 @@ impl Snapshot {
         flh: &FirstLevelHash,
         check: OptOutCheck,
     ) -> bool {
+        // The order of the official `getGlobalOptOutResult`: the refresh-optout identities answer
+        // "opted out" on refresh and "not opted out" everywhere else, before the index is read.
         let special = &self.salts.special;
-        if SpecialIdentities::is_in(&special.never_opted_out, identity_type, flh) {
+        let refresh_optout =
+            SpecialIdentities::is_in(&special.opted_out_on_refresh, identity_type, flh);
+        if check == OptOutCheck::Refresh && refresh_optout {
+            return true;
+        }
+        if refresh_optout || SpecialIdentities::is_in(&special.never_opted_out, identity_type, flh)
+        {
             return false;
         }
-        if SpecialIdentities::is_in(&special.always_opted_out, identity_type, flh)
-            || (check == OptOutCheck::Refresh
-                && SpecialIdentities::is_in(&special.opted_out_on_refresh, identity_type, flh))
-        {
+        if SpecialIdentities::is_in(&special.always_opted_out, identity_type, flh) {
             return true;
         }
         self.optouts.opted_out_at_ms(flh).is_some()

@@ -1,14 +1,23 @@
-//! Loading snapshots from the store: everything at start-up, then only what changed.
+//! Keeping the snapshot current: loading it whole at start-up, then applying what changed in the
+//! store.
+//!
+//! Each kind of change is applied on its own, opt-outs first, so a part that keeps failing (a
+//! salt table that will not load) never holds back the others. Store reads and index merges
+//! happen without the snapshot lock, which is taken only to publish. In the sync loop, work that
+//! can take long (reloading a million salt buckets, folding recent opt-outs into the index) runs
+//! beside the loop, so opt-outs keep arriving every sync interval meanwhile.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use uid2_store::{Generations, StateKind, Store, StoreError};
 
 use crate::clients::ClientIndex;
 use crate::config::OperatorConfig;
-use crate::optout::{OptOutIndex, OptOutIndexBuilder};
-use crate::snapshot::{KeyState, Salts, Snapshot, build_cstg};
-use crate::{OperatorError, now_ms};
+use crate::optout::{COMPACTION_STEPS, OptOutIndexBuilder};
+use crate::snapshot::{CstgIndex, KeyState, Salts, SiteIndex, Snapshot, build_cstg};
+use crate::{Operator, OperatorError, now_ms};
 
 /// Opt-outs fetched per store round trip.
 const OPTOUT_PAGE: usize = 50_000;
@@ -35,7 +44,7 @@ async fn load_salts(store: &dyn Store) -> Result<Option<Arc<Salts>>, StoreError>
         .map(|(meta, table)| Arc::new(Salts::new(&meta, table))))
 }
 
-async fn load_sites(store: &dyn Store) -> Result<Arc<crate::snapshot::SiteIndex>, StoreError> {
+async fn load_sites(store: &dyn Store) -> Result<Arc<SiteIndex>, StoreError> {
     Ok(Arc::new(
         store
             .sites()
@@ -46,24 +55,29 @@ async fn load_sites(store: &dyn Store) -> Result<Arc<crate::snapshot::SiteIndex>
     ))
 }
 
-async fn load_cstg(store: &dyn Store) -> Result<Arc<crate::snapshot::CstgIndex>, StoreError> {
+async fn load_cstg(store: &dyn Store) -> Result<Arc<CstgIndex>, StoreError> {
     Ok(Arc::new(build_cstg(&store.cstg_keypairs().await?)))
 }
 
-async fn new_optouts(
+/// Reads the opt-outs after `after`, up to `upto` at least, page by page, keeping only their
+/// index entries.
+async fn fetch_optouts(
     store: &dyn Store,
-    base: &OptOutIndex,
+    after: i64,
     upto: i64,
-) -> Result<OptOutIndex, StoreError> {
-    let mut index = base.clone();
-    while index.last_seq() < upto {
-        let page = store.optouts_after(index.last_seq(), OPTOUT_PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        index = index.appended(&page);
+) -> Result<OptOutIndexBuilder, StoreError> {
+    let (mut builder, mut cursor) = (OptOutIndexBuilder::default(), after);
+    while cursor < upto {
+        let page = store.optouts_after(cursor, OPTOUT_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        builder.add(&page);
     }
-    Ok(index)
+    Ok(builder)
+}
+
+fn merge_failed(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Rejected(format!("merging opt-outs failed: {e}"))
 }
 
 /// Loads a complete snapshot.
@@ -71,18 +85,15 @@ pub(crate) async fn load_full(
     store: &dyn Store,
     config: &Arc<OperatorConfig>,
 ) -> Result<Snapshot, OperatorError> {
+    let started = now_ms();
     let generations = store.generations().await?;
     let salts = load_salts(store)
         .await?
         .ok_or(OperatorError::NotInitialized)?;
-    let mut optouts = OptOutIndexBuilder::default();
-    let mut after = 0;
-    loop {
-        let page = store.optouts_after(after, OPTOUT_PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        optouts.add(&page);
-    }
+    let optouts = fetch_optouts(store, 0, generations.optout_seq).await?;
+    let optouts = tokio::task::spawn_blocking(move || optouts.finish())
+        .await
+        .map_err(merge_failed)?;
     Ok(Snapshot {
         config: config.clone(),
         clients: load_clients(store).await?,
@@ -90,74 +101,409 @@ pub(crate) async fn load_full(
         salts,
         sites: load_sites(store).await?,
         cstg: load_cstg(store).await?,
-        optouts: Arc::new(optouts.finish()),
+        optouts: Arc::new(optouts),
         generations,
-        synced_at_ms: now_ms(),
+        synced_at_ms: started,
     })
 }
 
-/// A new snapshot if anything changed since `current`, else `None`.
-pub(crate) async fn refresh(
-    store: &dyn Store,
-    current: &Snapshot,
-) -> Result<Option<Snapshot>, StoreError> {
-    let g: Generations = store.generations().await?;
-    let changed = |kind: StateKind| g.get(kind) != current.generations.get(kind);
-    let optouts_changed = g.optout_seq > current.optouts.last_seq();
-    if !StateKind::ALL.into_iter().any(changed) && !optouts_changed {
-        return Ok(None);
-    }
-    let salts = if changed(StateKind::Salts) {
-        load_salts(store)
-            .await?
-            .unwrap_or_else(|| current.salts.clone())
-    } else {
-        current.salts.clone()
-    };
-    Ok(Some(Snapshot {
-        config: current.config.clone(),
-        clients: if changed(StateKind::Clients) {
-            load_clients(store).await?
-        } else {
-            current.clients.clone()
-        },
-        keys: if changed(StateKind::Keys) {
-            load_keys(store).await?
-        } else {
-            current.keys.clone()
-        },
-        salts,
-        sites: if changed(StateKind::Sites) {
-            load_sites(store).await?
-        } else {
-            current.sites.clone()
-        },
-        cstg: if changed(StateKind::Cstg) {
-            load_cstg(store).await?
-        } else {
-            current.cstg.clone()
-        },
-        optouts: if optouts_changed {
-            Arc::new(new_optouts(store, &current.optouts, g.optout_seq).await?)
-        } else {
-            current.optouts.clone()
-        },
-        generations: g,
-        synced_at_ms: now_ms(),
-    }))
+/// Replaces the snapshot with `change` of the current one. Serialised with every other
+/// replacement (local opt-outs, compaction), so none is lost.
+async fn publish(op: &Operator, change: impl FnOnce(&Snapshot) -> Snapshot) {
+    let _guard = op.writer.lock().await;
+    let current = op.snapshot();
+    op.snapshot.store(Arc::new(change(&current)));
 }
 
-/// `current` with a new opt-out index.
-pub(crate) fn with_optouts(current: &Snapshot, optouts: Arc<OptOutIndex>) -> Snapshot {
-    Snapshot {
-        config: current.config.clone(),
-        clients: current.clients.clone(),
-        keys: current.keys.clone(),
-        salts: current.salts.clone(),
-        sites: current.sites.clone(),
-        cstg: current.cstg.clone(),
-        optouts,
-        generations: current.generations,
-        synced_at_ms: current.synced_at_ms,
+/// Applies the opt-outs committed up to `upto`, and folds this operator's own recent ones
+/// into the recent run; returns whether there were new ones.
+async fn sync_optouts(op: &Operator, upto: i64) -> Result<bool, StoreError> {
+    let snap = op.snapshot();
+    let after = snap.optouts.last_seq();
+    let fetched = if upto > after {
+        fetch_optouts(op.store.as_ref(), after, upto).await?
+    } else {
+        OptOutIndexBuilder::default()
+    };
+    let new = !fetched.is_empty();
+    if !new && snap.optouts.local_len() == 0 {
+        return Ok(false);
+    }
+    // Sorting a batch (a backlog may hold millions) is done before taking the lock, and the
+    // one merge of the whole batch into the recent run off the async runtime.
+    let batch = tokio::task::spawn_blocking(move || fetched.finish_batch())
+        .await
+        .map_err(merge_failed)?;
+    let _guard = op.writer.lock().await;
+    let current = op.snapshot();
+    let index = current.optouts.clone();
+    let merged = tokio::task::spawn_blocking(move || index.with_batch(&batch))
+        .await
+        .map_err(merge_failed)?;
+    op.snapshot.store(Arc::new(Snapshot {
+        optouts: Arc::new(merged),
+        ..(*current).clone()
+    }));
+    Ok(new)
+}
+
+/// Parts of the snapshot reloaded in one pass, each with the generation it reflects.
+#[derive(Default)]
+struct Reloaded {
+    clients: Option<(i64, Arc<ClientIndex>)>,
+    keys: Option<(i64, Arc<KeyState>)>,
+    sites: Option<(i64, Arc<SiteIndex>)>,
+    cstg: Option<(i64, Arc<CstgIndex>)>,
+    salts: Option<(i64, Arc<Salts>)>,
+}
+
+impl Reloaded {
+    fn is_empty(&self) -> bool {
+        self.clients.is_none()
+            && self.keys.is_none()
+            && self.sites.is_none()
+            && self.cstg.is_none()
+            && self.salts.is_none()
+    }
+
+    /// `snap` with the reloaded parts that are newer than its own.
+    fn apply(self, snap: &Snapshot) -> Snapshot {
+        fn take<T>(
+            part: Option<(i64, T)>,
+            kind: StateKind,
+            generations: &mut Generations,
+            keep: T,
+        ) -> T {
+            match part {
+                Some((g, value)) if g > generations.get(kind) => {
+                    generations.set(kind, g);
+                    value
+                }
+                _ => keep,
+            }
+        }
+        let mut g = snap.generations;
+        Snapshot {
+            clients: take(
+                self.clients,
+                StateKind::Clients,
+                &mut g,
+                snap.clients.clone(),
+            ),
+            keys: take(self.keys, StateKind::Keys, &mut g, snap.keys.clone()),
+            sites: take(self.sites, StateKind::Sites, &mut g, snap.sites.clone()),
+            cstg: take(self.cstg, StateKind::Cstg, &mut g, snap.cstg.clone()),
+            salts: take(self.salts, StateKind::Salts, &mut g, snap.salts.clone()),
+            generations: g,
+            ..snap.clone()
+        }
+    }
+}
+
+/// Salts loaded from the store, with the generation they are at least as new as (`None`: the
+/// store has none).
+type LoadedSalts = Result<(i64, Option<Arc<Salts>>), StoreError>;
+
+/// Work the sync loop runs beside itself.
+#[derive(Default)]
+pub(crate) struct Background {
+    salts: Option<JoinHandle<LoadedSalts>>,
+    compaction: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Salts of generation `wanted` or newer: the result of a reload started by an earlier pass
+    /// once it is done, else `None` (and a reload is started if none runs).
+    async fn salts(&mut self, store: &Arc<dyn Store>, wanted: i64) -> Option<LoadedSalts> {
+        match self.salts.take() {
+            Some(job) if job.is_finished() => Some(job.await.unwrap_or_else(|e| {
+                Err(StoreError::Rejected(format!("reloading salts failed: {e}")))
+            })),
+            Some(running) => {
+                self.salts = Some(running);
+                None
+            }
+            None => {
+                let store = store.clone();
+                // The generation is read before the table, so the table is at least this new.
+                self.salts = Some(tokio::spawn(async move {
+                    Ok((wanted, load_salts(store.as_ref()).await?))
+                }));
+                None
+            }
+        }
+    }
+
+    /// Starts folding recent opt-outs into the index if enough accumulated and no fold runs.
+    fn compact_if_due(&mut self, op: &Arc<Operator>) {
+        if self.compaction.as_ref().is_some_and(|j| !j.is_finished())
+            || op.snapshot().optouts.compaction().is_none()
+        {
+            return;
+        }
+        self.compaction = Some(tokio::spawn(compact(op.clone())));
+    }
+}
+
+/// Folds the recent opt-outs into the base of the index, one step at a time, each merged off
+/// the async runtime and published on its own.
+async fn compact(op: Arc<Operator>) {
+    let Some(compaction) = op.snapshot().optouts.compaction() else {
+        return;
+    };
+    for step in 0..COMPACTION_STEPS {
+        // Only this task changes the base, so the current shards are the ones to merge into.
+        let (index, plan) = (op.snapshot().optouts.clone(), compaction.clone());
+        let Ok(shards) = tokio::task::spawn_blocking(move || plan.merge_step(&index, step)).await
+        else {
+            // The recent run still holds everything: nothing is lost, the next fold retries.
+            tracing::error!("opt-out index compaction failed");
+            return;
+        };
+        publish(&op, |snap| Snapshot {
+            optouts: Arc::new(snap.optouts.with_compacted_shards(&shards)),
+            ..snap.clone()
+        })
+        .await;
+    }
+    publish(&op, |snap| Snapshot {
+        optouts: Arc::new(snap.optouts.compacted(&compaction)),
+        ..snap.clone()
+    })
+    .await;
+}
+
+/// One sync pass: reads the generations, then applies new opt-outs, then every other kind that
+/// changed, each on its own. With `background`, salts reload beside the loop; without, inline.
+///
+/// Returns whether the snapshot changed, or the first error (what succeeded is applied anyway).
+/// When every part is current, the snapshot's `synced_at_ms` becomes the start of this pass.
+pub(crate) async fn sync_once(
+    op: &Operator,
+    background: Option<&mut Background>,
+) -> Result<bool, StoreError> {
+    let started = now_ms();
+    let store = op.store.as_ref();
+    let g = match store.generations().await {
+        Ok(g) => g,
+        Err(e) => {
+            op.health.failure();
+            return Err(e);
+        }
+    };
+    let mut first_error = None;
+    let mut fail = |e: StoreError, what: &str| {
+        tracing::warn!(error = %e, "reloading {what} failed; serving the previous ones");
+        first_error.get_or_insert(e);
+    };
+    let mut changed = match sync_optouts(op, g.optout_seq).await {
+        Ok(changed) => changed,
+        Err(e) => {
+            fail(e, "opt-outs");
+            false
+        }
+    };
+
+    let current = op.snapshot();
+    let stale = |kind: StateKind| g.get(kind) > current.generations.get(kind);
+    let mut reloaded = Reloaded::default();
+    if stale(StateKind::Clients) {
+        match load_clients(store).await {
+            Ok(v) => reloaded.clients = Some((g.clients, v)),
+            Err(e) => fail(e, "clients"),
+        }
+    }
+    if stale(StateKind::Keys) {
+        match load_keys(store).await {
+            Ok(v) => reloaded.keys = Some((g.keys, v)),
+            Err(e) => fail(e, "keys"),
+        }
+    }
+    if stale(StateKind::Sites) {
+        match load_sites(store).await {
+            Ok(v) => reloaded.sites = Some((g.sites, v)),
+            Err(e) => fail(e, "sites"),
+        }
+    }
+    if stale(StateKind::Cstg) {
+        match load_cstg(store).await {
+            Ok(v) => reloaded.cstg = Some((g.cstg, v)),
+            Err(e) => fail(e, "CSTG key pairs"),
+        }
+    }
+    let mut salts_pending = false;
+    if stale(StateKind::Salts) {
+        let loaded = match background {
+            Some(bg) => bg.salts(&op.store, g.salts).await,
+            None => Some(load_salts(store).await.map(|s| (g.salts, s))),
+        };
+        match loaded {
+            Some(Ok((generation, Some(salts)))) => {
+                salts_pending = generation < g.salts;
+                reloaded.salts = Some((generation, salts));
+            }
+            Some(Ok((_, None))) => fail(StoreError::Corrupt("the salts vanished".into()), "salts"),
+            Some(Err(e)) => fail(e, "salts"),
+            None => salts_pending = true,
+        }
+    }
+
+    let current_now = first_error.is_none() && !salts_pending;
+    if !reloaded.is_empty() || current_now {
+        changed |= !reloaded.is_empty();
+        publish(op, |snap| {
+            let mut next = reloaded.apply(snap);
+            if current_now {
+                next.synced_at_ms = started;
+            }
+            next
+        })
+        .await;
+    }
+    match first_error {
+        None => {
+            op.health.success(now_ms());
+            Ok(changed)
+        }
+        Some(e) => {
+            op.health.failure();
+            Err(e)
+        }
+    }
+}
+
+/// Polls the store every sync interval until the process ends.
+pub(crate) fn spawn(op: Arc<Operator>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut background = Background::default();
+        let mut tick = tokio::time::interval(op.config.sync_interval.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sync_once(&op, Some(&mut background)).await {
+                tracing::warn!(error = %e, "store sync incomplete; serving from the last snapshot");
+            }
+            background.compact_if_due(&op);
+        }
+    })
+}
+
+/// Applies an opt-out this operator just made durable to its snapshot at once.
+pub(crate) async fn apply_local_optout(op: &Operator, record: &uid2_store::OptOutRecord) {
+    // A copy of the local run only (the opt-outs since the last sync pass), cheap enough for
+    // the request path; the sync pass and the compaction do the larger merges.
+    publish(op, |snap| Snapshot {
+        optouts: Arc::new(snap.optouts.with_local(std::slice::from_ref(record))),
+        ..snap.clone()
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use uid2_proto::salt::{BucketSecret, FirstLevelHash};
+    use uid2_store::Precondition;
+
+    use super::*;
+    use crate::optout::{OptOutBatch, RECENT_CAP};
+
+    async fn operator() -> (tempfile::TempDir, Arc<Operator>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/uid2.db", dir.path().display());
+        let store = uid2_store::open(&url).await.unwrap();
+        let config = OperatorConfig::default();
+        crate::admin::ensure_initialized(store.as_ref(), &config, 64, now_ms(), &mut rand::rng())
+            .await
+            .unwrap();
+        (dir, Operator::load(store, config).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_idle_sync_still_refreshes_the_data_age() {
+        let (_dir, op) = operator().await;
+        let before = now_ms();
+        // Nothing changed in the store, yet the data is now known current.
+        assert!(!op.sync_once().await.unwrap());
+        assert!(op.snapshot().synced_at_ms >= before);
+        assert_eq!(op.store_health().consecutive_failures(), 0);
+    }
+
+    #[tokio::test]
+    async fn opt_outs_arrive_while_the_salt_table_fails_to_load() {
+        let (_dir, op) = operator().await;
+        let store = op.store().clone();
+        let synced = op.snapshot().synced_at_ms;
+        // Salts the store accepts but the operator cannot load (a salt over 64 KiB).
+        let good = store.salts().await.unwrap().unwrap().value;
+        let mut bad = good.clone();
+        bad.buckets[0].current = BucketSecret::Salt("x".repeat(70_000));
+        store
+            .replace_salt_buckets(&bad, &Precondition::default())
+            .await
+            .unwrap();
+        // Another operator records an opt-out.
+        let flh = [7u8; 32];
+        store.append_optout(flh, None, 5_000).await.unwrap();
+
+        assert!(matches!(op.sync_once().await, Err(StoreError::Corrupt(_))));
+        let snap = op.snapshot();
+        assert_eq!(
+            snap.optouts.opted_out_at_ms(&FirstLevelHash(flh)),
+            Some(5_000),
+            "opt-outs are applied although the salts failed"
+        );
+        assert!(
+            snap.generations.salts < store.generations().await.unwrap().salts,
+            "the salts stay due for a retry"
+        );
+        assert_eq!(snap.synced_at_ms, synced, "the data is not current");
+        assert_eq!(op.store_health().consecutive_failures(), 1);
+
+        // Once the salts load again, the next pass applies them.
+        store
+            .replace_salt_buckets(&good, &Precondition::default())
+            .await
+            .unwrap();
+        assert!(op.sync_once().await.unwrap());
+        let snap = op.snapshot();
+        assert_eq!(
+            snap.generations.salts,
+            store.generations().await.unwrap().salts
+        );
+        assert!(snap.synced_at_ms > synced);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compaction_empties_the_recent_runs_and_loses_nothing() {
+        let (_dir, op) = operator().await;
+        let records: Vec<uid2_store::OptOutRecord> = (1..=RECENT_CAP as i64 + 5)
+            .map(|seq| uid2_store::OptOutRecord {
+                seq,
+                first_level_hash: uid2_proto::cipher::sha256(&[&seq.to_be_bytes()]),
+                advertising_id: None,
+                opted_out_at_ms: seq * 1000,
+            })
+            .collect();
+        let batch = OptOutBatch::new(&records);
+        publish(&op, |snap| Snapshot {
+            optouts: Arc::new(snap.optouts.with_batch(&batch)),
+            ..snap.clone()
+        })
+        .await;
+        let mut background = Background::default();
+        background.compact_if_due(&op);
+        background.compaction.take().expect("due").await.unwrap();
+        let snap = op.snapshot();
+        assert_eq!(snap.optouts.recent_len(), 0);
+        for r in records.iter().step_by(1_001) {
+            assert_eq!(
+                snap.optouts
+                    .opted_out_at_ms(&FirstLevelHash(r.first_level_hash)),
+                Some(r.opted_out_at_ms)
+            );
+        }
+        // Nothing more to do.
+        background.compact_if_due(&op);
+        assert!(background.compaction.is_none());
     }
 }

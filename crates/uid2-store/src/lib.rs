@@ -6,9 +6,17 @@
 //! [`Store::generations`] to learn what changed. Every write bumps the generation of what it
 //! touched in the same transaction, and opt-outs are append-only with a sequence number, so a
 //! poller can fetch just the new ones. A write returns only once it is durable.
+//!
+//! Every operation is written once, in `queries`, against the small connection abstraction of
+//! `sql` (statements with `$1` placeholders, rendered per backend); `sqlite` and `postgres`
+//! only provide connections, transactions, locks and time limits. Writes that must not lose a
+//! race (rotations) are conditional: see [`Precondition`].
 
+mod conditions;
+mod queries;
 mod records;
 mod schema;
+mod sql;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
@@ -16,6 +24,7 @@ mod postgres;
 
 use std::sync::Arc;
 
+pub use conditions::*;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -28,9 +37,12 @@ pub enum StoreError {
     /// The store cannot be reached or failed to answer; retrying later may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// The write conflicts with existing data (duplicate name or id).
+    /// The write conflicts with existing data (duplicate name or id, a missing referenced row).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The store refused the operation for a reason retrying will not change.
+    #[error("refused by the store: {0}")]
+    Rejected(String),
     /// Stored data that does not parse.
     #[error("corrupt store data: {0}")]
     Corrupt(String),
@@ -62,6 +74,17 @@ pub struct InitialState {
 }
 
 /// Durable state of an operator.
+///
+/// # Change tracking
+///
+/// Every write bumps, in its own transaction, the generation counter of the kind it touched, so
+/// a poller learns cheaply from [`generations`](Store::generations) what to reload.
+///
+/// Opt-outs are an append-only log numbered by `seq`, and every backend guarantees that **once
+/// [`generations`](Store::generations) has reported `optout_seq = S`, no opt-out with
+/// `seq ≤ S` is committed later**: sequence numbers become visible in increasing order. A poller
+/// that reads [`optouts_after`](Store::optouts_after) its cursor up to `S` and advances the
+/// cursor to the highest `seq` it read therefore never skips one.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// A description for logs (no credentials).
@@ -74,15 +97,19 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store has been initialised.
     async fn is_initialized(&self) -> Result<bool>;
 
-    /// Generation counters and the last opt-out sequence number.
+    /// Generation counters and the last opt-out sequence number (see the ordering guarantee
+    /// above).
     async fn generations(&self) -> Result<Generations>;
 
     /// A value of the store's settings.
     async fn meta(&self, name: &str) -> Result<Option<String>>;
 
-    /// Claims the periodic job `name` for this caller if nobody claimed it in the last
-    /// `period_ms` (atomic across operators sharing the store); returns whether it did.
-    async fn try_claim(&self, name: &str, now_ms: i64, period_ms: i64) -> Result<bool>;
+    /// Raises the numeric setting `name` to at least `value` (atomically, across operators);
+    /// returns its value.
+    async fn raise_setting(&self, name: &str, value: i64) -> Result<i64>;
+
+    /// When the periodic job `job` last ran (the time of its last [`Claim`]), if ever.
+    async fn last_claim_ms(&self, job: &str) -> Result<Option<i64>>;
 
     /// Every client.
     async fn clients(&self) -> Result<Vec<ClientRecord>>;
@@ -100,18 +127,27 @@ pub trait Store: Send + Sync + 'static {
     async fn keysets(&self) -> Result<Vec<KeysetRecord>>;
     /// Every key.
     async fn keys(&self) -> Result<Vec<KeyRecord>>;
-    /// Adds keysets and keys in one transaction.
+    /// Adds keysets and keys with the ids they carry, in one transaction.
     async fn insert_keys(&self, keysets: &[KeysetRecord], keys: &[KeyRecord]) -> Result<()>;
-    /// Removes keys (expired ones, after rotation).
-    async fn delete_keys(&self, ids: &[u32]) -> Result<()>;
+    /// Adds keysets and keys (allocating the keys' ids) and removes keys, in one transaction
+    /// serialised with every other key write, if `pre` holds; returns the new keys' ids.
+    async fn change_keys(
+        &self,
+        change: &KeyChange,
+        pre: &Precondition,
+    ) -> Result<Conditional<Vec<u32>>>;
 
-    /// The salt state, if initialised.
-    async fn salts(&self) -> Result<Option<SaltState>>;
+    /// The salt state and the salts generation it was read at, if initialised.
+    async fn salts(&self) -> Result<Option<Versioned<SaltState>>>;
     /// The salt settings and buckets packed into a table, built chunk by chunk (what an operator
     /// loads: a million buckets never exist as owned records).
     async fn salt_table(&self) -> Result<Option<(SaltMeta, uid2_proto::salt::SaltTable)>>;
-    /// Replaces the salt buckets (the first-level salt must not change).
-    async fn put_salt_buckets(&self, state: &SaltState) -> Result<()>;
+    /// Replaces the salt buckets if `pre` holds (the first-level salt must not change).
+    async fn replace_salt_buckets(
+        &self,
+        state: &SaltState,
+        pre: &Precondition,
+    ) -> Result<Conditional<()>>;
 
     /// Every CSTG key pair.
     async fn cstg_keypairs(&self) -> Result<Vec<CstgKeypairRecord>>;
@@ -148,50 +184,4 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         return Err(StoreError::BadUrl(url.to_owned()));
     }
     Ok(Arc::new(SqliteStore::open(path).await?))
-}
-
-/// Encodes buckets for one `salt_chunks` row: the official 11-field salt-file text.
-pub(crate) fn encode_salt_chunk(buckets: &[uid2_proto::salt::SaltBucket]) -> String {
-    uid2_proto::salt::write_salt_file(buckets)
-}
-
-/// Decodes one `salt_chunks` row.
-pub(crate) fn decode_salt_chunk(text: &str) -> Result<Vec<uid2_proto::salt::SaltBucket>> {
-    uid2_proto::salt::parse_salt_file(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// Packs chunk texts into a table.
-pub(crate) fn pack_salt_chunks(
-    count: usize,
-    chunks: impl Iterator<Item = Result<String>>,
-) -> Result<uid2_proto::salt::SaltTable> {
-    let mut table = uid2_proto::salt::SaltTable::with_capacity(count);
-    for chunk in chunks {
-        for bucket in decode_salt_chunk(&chunk?)? {
-            table
-                .push(&bucket)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        }
-    }
-    if table.len() != count {
-        return Err(StoreError::Corrupt(format!(
-            "salt_meta says {count} buckets, chunks hold {}",
-            table.len()
-        )));
-    }
-    Ok(table.finish())
-}
-
-pub(crate) fn to_json_list<T: serde::Serialize>(items: &[T]) -> String {
-    serde_json::to_string(items).expect("lists of strings and numbers serialise")
-}
-
-pub(crate) fn from_json_list<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
-}
-
-pub(crate) fn secret_from(bytes: &[u8], what: &str) -> Result<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
 }

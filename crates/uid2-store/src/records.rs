@@ -165,6 +165,33 @@ pub struct KeyRecord {
     pub expires_s: i64,
 }
 
+/// A key to add, before the store gives it an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    /// Keyset.
+    pub keyset_id: i32,
+    /// The 32-byte secret.
+    pub secret: [u8; 32],
+    /// Creation (s).
+    pub created_s: i64,
+    /// Activation (s).
+    pub activates_s: i64,
+    /// Expiry (s).
+    pub expires_s: i64,
+}
+
+/// A change to keysets and keys, made in one transaction. New keys get ids above every id in
+/// use, allocated inside that transaction, so concurrent changes never collide.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Keysets to add.
+    pub keysets: Vec<KeysetRecord>,
+    /// Keys to add, in order; their ids are returned in the same order.
+    pub add: Vec<NewKey>,
+    /// Ids of keys to remove.
+    pub remove: Vec<u32>,
+}
+
 /// Operator-wide salt settings. The first-level salt never changes: opt-outs are keyed on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaltMeta {
@@ -282,14 +309,23 @@ impl Generations {
         }
     }
 
-    pub(crate) fn set(&mut self, kind: &str, value: i64) {
-        match kind {
-            "clients" => self.clients = value,
-            "sites" => self.sites = value,
-            "keys" => self.keys = value,
-            "salts" => self.salts = value,
-            "cstg" => self.cstg = value,
-            _ => {}
+    /// Sets the counter of one kind.
+    pub fn set(&mut self, kind: StateKind, value: i64) {
+        let slot = match kind {
+            StateKind::Clients => &mut self.clients,
+            StateKind::Sites => &mut self.sites,
+            StateKind::Keys => &mut self.keys,
+            StateKind::Salts => &mut self.salts,
+            StateKind::Cstg => &mut self.cstg,
+        };
+        *slot = value;
+    }
+
+    /// Sets the counter of the kind stored as `name` (unknown names are ignored: a newer
+    /// schema may count more kinds).
+    pub(crate) fn set_named(&mut self, name: &str, value: i64) {
+        if let Some(kind) = StateKind::ALL.into_iter().find(|k| k.as_str() == name) {
+            self.set(kind, value);
         }
     }
 }

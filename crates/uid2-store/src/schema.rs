@@ -1,20 +1,16 @@
-//! The schema, as one ordered list of migrations shared by every backend.
+//! The schema: one ordered list of migrations shared by every backend, and applying them.
 //!
 //! The SQL is written once in the subset SQLite and PostgreSQL share; the two places where they
 //! differ (binary columns and the append-only sequence key) are placeholders each backend fills.
 
-/// SQL dialect of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Sqlite,
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Postgres,
-}
+use crate::Result;
+use crate::sql::{Conn, Dialect, Lock, Param};
 
 /// Ordered migrations: (version, SQL). Never edit a released one; append a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE store_meta (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -88,7 +84,11 @@ CREATE TABLE optouts (
 );
 CREATE INDEX optouts_by_hash ON optouts (first_level_hash);
 "#,
-)];
+    ),
+    // Opt-outs are only ever read in sequence order (the primary key); this index cost every
+    // append a second B-tree insert and answered no query.
+    (2, "DROP INDEX IF EXISTS optouts_by_hash;"),
+];
 
 /// Migrations after `current`, rendered for `dialect`.
 pub(crate) fn pending(dialect: Dialect, current: i64) -> Vec<(i64, String)> {
@@ -108,10 +108,42 @@ fn render(dialect: Dialect, sql: &str) -> String {
 }
 
 /// The table that records applied migrations (created before any migration runs).
-pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+const MIGRATIONS_TABLE: &str =
+    "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
-/// Buckets per row of `salt_chunks`: a million buckets load as 64 rows.
-pub(crate) const SALT_CHUNK_BUCKETS: usize = 16_384;
+/// Applies pending migrations; `conn` is a write transaction.
+pub(crate) async fn migrate(conn: &mut impl Conn, now_s: i64) -> Result<()> {
+    // Several operators may start at once on an empty database: one migrates, the others wait
+    // and then find nothing to do.
+    conn.lock(Lock::Migrate).await?;
+    // Checked rather than `CREATE TABLE IF NOT EXISTS`, which makes PostgreSQL send a notice
+    // ("relation already exists") that its client logs on every start.
+    let exists_sql = match conn.dialect() {
+        Dialect::Sqlite => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')"
+        }
+        Dialect::Postgres => "SELECT to_regclass('schema_migrations') IS NOT NULL",
+    };
+    if !conn.query_one(exists_sql, &[], |r| r.bool(0)).await? {
+        conn.batch(MIGRATIONS_TABLE).await?;
+    }
+    let current = conn
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+            |r| r.i64(0),
+        )
+        .await?;
+    for (version, sql) in pending(conn.dialect(), current) {
+        conn.batch(&sql).await?;
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[Param::I64(version), Param::I64(now_s)],
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
@@ -124,6 +156,10 @@ mod tests {
                 assert!(!sql.contains('{'), "{dialect:?}: unrendered placeholder");
             }
         }
-        assert!(pending(Dialect::Sqlite, 1).is_empty());
+        assert!(pending(Dialect::Sqlite, MIGRATIONS.len() as i64).is_empty());
+        assert!(
+            MIGRATIONS.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+            "versions are consecutive"
+        );
     }
 }

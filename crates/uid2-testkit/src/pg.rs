@@ -4,14 +4,55 @@
 //! PostgreSQL refuses to run as root; when the tests run as root (as in CI containers) the
 //! cluster runs as the unprivileged user named by `UID2_PG_USER` (default `uid2pg`), which
 //! `scripts/test.sh` creates.
+//!
+//! Outages come in two kinds: [`PgCluster::stop`] shuts the server down (connections are
+//! refused), [`PgCluster::pause`] freezes it with `SIGSTOP` (connections are accepted by the
+//! kernel and then never answered, as with a hung host or a network partition).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anyhow::{Context, Result, bail};
+/// A cluster operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// No PostgreSQL server binaries on this machine.
+    #[error("PostgreSQL server binaries not found: {0} (install Debian's postgresql)")]
+    NoServer(String),
+    /// The unprivileged user the cluster runs as does not exist.
+    #[error("user {0} does not exist (scripts/test.sh creates it: useradd -r -M {0})")]
+    NoUser(String),
+    /// A PostgreSQL tool or `kill` failed.
+    #[error("{tool} failed: {output}")]
+    Tool {
+        /// The tool.
+        tool: String,
+        /// What it printed.
+        output: String,
+    },
+    /// A file-system or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
-/// A running (or stopped) test cluster.
+/// Result of a cluster operation.
+pub type Result<T, E = PgError> = std::result::Result<T, E>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PgError {
+    let what = what.into();
+    move |source| PgError::Io { what, source }
+}
+
+/// Times `start` tries another port when the one it picked was taken in the meantime.
+const PORT_ATTEMPTS: usize = 5;
+
+/// A running (or stopped, or paused) test cluster.
 pub struct PgCluster {
     dir: PathBuf,
     bin: PathBuf,
@@ -24,14 +65,14 @@ fn bin_dir() -> Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .context("PostgreSQL server binaries not found under /usr/lib/postgresql (install Debian's postgresql)")?
+        .map_err(|e| PgError::NoServer(format!("/usr/lib/postgresql: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
     versions
         .pop()
-        .context("no PostgreSQL version with initdb under /usr/lib/postgresql")
+        .ok_or_else(|| PgError::NoServer("no version with initdb under /usr/lib/postgresql".into()))
 }
 
 fn is_root() -> bool {
@@ -44,17 +85,39 @@ fn is_root() -> bool {
 
 fn user_id(user: &str) -> Result<(u32, u32)> {
     let id = |flag: &str| -> Result<u32> {
-        let out = Command::new("id").args([flag, user]).output()?;
-        if !out.status.success() {
-            bail!("user {user} does not exist (scripts/test.sh creates it: useradd -r -M {user})");
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+        let out = Command::new("id")
+            .args([flag, user])
+            .output()
+            .map_err(io("running id"))?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| PgError::NoUser(user.to_owned()))
     };
     Ok((id("-u")?, id("-g")?))
 }
 
+/// A port free now. Another process may take it before the server binds it: `start` retries.
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(io("finding a free port"))
+}
+
+fn run_tool(mut cmd: Command, tool: &str) -> Result<Output> {
+    let out = cmd.output().map_err(io(format!("running {tool}")))?;
+    if !out.status.success() {
+        return Err(PgError::Tool {
+            tool: tool.to_owned(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    Ok(out)
 }
 
 impl PgCluster {
@@ -68,12 +131,13 @@ impl PgCluster {
             std::process::id(),
             rand::random::<u32>()
         ));
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         if let Some(user) = &user {
             let (uid, gid) = user_id(user)?;
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(io(format!("giving {} to {user}", dir.display())))?;
         }
-        let cluster = Self {
+        let mut cluster = Self {
             dir,
             bin,
             user,
@@ -94,12 +158,33 @@ impl PgCluster {
                 "--no-sync",
             ],
         )?;
-        cluster.start_server()?;
+        for attempt in 1.. {
+            let log_before = cluster.log().len();
+            let Err(e) = cluster.start_server() else {
+                break;
+            };
+            let port_taken = cluster
+                .log()
+                .get(log_before..)
+                .is_some_and(|l| l.contains("could not bind"));
+            if !port_taken || attempt == PORT_ATTEMPTS {
+                return Err(e);
+            }
+            cluster.port = free_port()?;
+        }
         Ok(cluster)
     }
 
     fn data_dir(&self) -> String {
         self.dir.join("data").display().to_string()
+    }
+
+    fn log_path(&self) -> String {
+        self.dir.join("postgres.log").display().to_string()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> Result<Output> {
@@ -112,19 +197,8 @@ impl PgCluster {
             }
             None => Command::new(&path),
         };
-        let out = cmd
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .with_context(|| format!("running {tool}"))?;
-        if !out.status.success() {
-            bail!(
-                "{tool} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(out)
+        cmd.args(args).current_dir(&self.dir);
+        run_tool(cmd, tool)
     }
 
     fn start_server(&self) -> Result<()> {
@@ -133,7 +207,6 @@ impl PgCluster {
             self.port,
             self.dir.display()
         );
-        let log = self.dir.join("postgres.log").display().to_string();
         self.run(
             "pg_ctl",
             &[
@@ -142,7 +215,7 @@ impl PgCluster {
                 "-o",
                 &options,
                 "-l",
-                &log,
+                &self.log_path(),
                 "-w",
                 "-t",
                 "30",
@@ -191,6 +264,47 @@ impl PgCluster {
         self.start_server()
     }
 
+    fn postmaster_pid(&self) -> Result<String> {
+        let path = self.dir.join("data").join("postmaster.pid");
+        let text =
+            std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+        Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+    }
+
+    fn signal(&self, signal: &str, resume: bool) -> Result<()> {
+        let pid = self.postmaster_pid()?;
+        let postmaster = || {
+            let mut c = Command::new("kill");
+            c.args([signal, &pid]);
+            run_tool(c, "kill").map(drop)
+        };
+        let backends = || {
+            let mut c = Command::new("pkill");
+            c.args([signal, "-P", &pid]);
+            // pkill exits 1 when there is no child, which is not a failure here.
+            c.output().map(drop).map_err(io("running pkill"))
+        };
+        // Pause the postmaster first so that it forks no new backend; resume it last.
+        if resume {
+            backends()?;
+            postmaster()
+        } else {
+            postmaster()?;
+            backends()
+        }
+    }
+
+    /// Freezes the server and every backend (`SIGSTOP`): it accepts connections but answers
+    /// nothing, as a hung database does, until [`resume`](Self::resume).
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP", false)
+    }
+
+    /// Lets a paused server run again (`SIGCONT`).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT", true)
+    }
+
     /// The directory holding the cluster.
     pub fn path(&self) -> &Path {
         &self.dir
@@ -199,6 +313,8 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
+        // A stopped process ignores the shutdown signal until it runs again.
+        let _ = self.resume();
         let _ = self.run(
             "pg_ctl",
             &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"],

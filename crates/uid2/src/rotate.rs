@@ -6,8 +6,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use uid2_operator::now_ms;
-use uid2_operator::rotation::{KeyRotationPolicy, rotate_keys, rotate_salts};
-use uid2_store::Store;
+use uid2_operator::rotation::{
+    KeyRotationPolicy, RETENTION_MARGIN, key_retention, rotate_keys, rotate_salts,
+};
+use uid2_store::{Claim, Store};
 
 use crate::admin::open_store;
 use crate::settings::GlobalArgs;
@@ -22,6 +24,11 @@ pub(crate) enum KeysCommand {
         /// Seconds before the new keys are used, so every operator and SDK holds them first.
         #[arg(long, default_value_t = 3600)]
         activation_lead: u64,
+        /// Seconds a superseded key is kept after its successor activates. Default: the longest
+        /// token lifetime any operator on this store issues (they record it when they start),
+        /// at least the production 30 days, plus one day.
+        #[arg(long)]
+        retention: Option<u64>,
     },
 }
 
@@ -34,6 +41,15 @@ pub(crate) enum SaltsCommand {
         #[arg(long)]
         fraction: f64,
     },
+}
+
+/// A seedable generator: the thread-local one cannot be held across awaits of a spawned task.
+fn task_rng() -> rand::rngs::StdRng {
+    <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng())
+}
+
+fn days(d: Duration) -> f64 {
+    d.as_secs_f64() / 86_400.0
 }
 
 pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()> {
@@ -58,15 +74,34 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
                 }
             }
         }
-        KeysCommand::Rotate { activation_lead } => {
+        KeysCommand::Rotate {
+            activation_lead,
+            retention,
+        } => {
+            let (retention, why) = match retention {
+                Some(s) => (Duration::from_secs(s), "--retention".to_owned()),
+                None => (
+                    key_retention(store.as_ref()).await?,
+                    format!(
+                        "the longest token lifetime the operators recorded, plus {} h; \
+                         --retention to choose",
+                        RETENTION_MARGIN.as_secs() / 3_600
+                    ),
+                ),
+            };
             let policy = KeyRotationPolicy {
                 activation_lead: Duration::from_secs(activation_lead),
-                ..KeyRotationPolicy::default()
+                retention,
             };
-            let r = rotate_keys(store.as_ref(), policy, now_ms(), &mut rand::rng()).await?;
+            let r = rotate_keys(store.as_ref(), policy, now_ms(), &mut task_rng(), None)
+                .await?
+                .expect("an unclaimed rotation always writes");
             println!(
-                "created keys {:?} (active in {activation_lead} s); removed {:?}",
-                r.created, r.removed
+                "created keys {:?} (active in {activation_lead} s); removed {:?}; superseded keys \
+                 are kept {:.1} days after their successor activates ({why})",
+                r.created,
+                r.removed,
+                days(retention)
             );
         }
     }
@@ -79,7 +114,9 @@ pub(crate) async fn salts(global: &GlobalArgs, command: SaltsCommand) -> Result<
     if !(fraction > 0.0 && fraction <= 1.0) {
         bail!("--fraction must be in (0, 1], not {fraction}");
     }
-    let rotated = rotate_salts(store.as_ref(), fraction, now_ms(), &mut rand::rng()).await?;
+    let rotated = rotate_salts(store.as_ref(), fraction, now_ms(), &mut task_rng(), None)
+        .await?
+        .expect("an unclaimed rotation always writes");
     println!("rotated {} salt buckets", rotated.len());
     Ok(())
 }
@@ -93,46 +130,155 @@ pub(crate) struct Schedule {
     pub salt_fraction: f64,
 }
 
-/// Runs due rotations once a minute. In a fleet every operator runs the scheduler, and the store
-/// lets exactly one of them claim each period.
+impl Schedule {
+    /// How often due rotations are checked: a quarter of the shortest period, so a period is
+    /// never overrun by much, and at most once a minute.
+    fn check_every(&self) -> Duration {
+        [self.keys_every, self.salts_every]
+            .into_iter()
+            .filter(|p| !p.is_zero())
+            .min()
+            .map_or(Duration::from_secs(60), |p| p / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(60))
+    }
+}
+
+/// Runs due rotations. In a fleet every operator runs the scheduler; each rotation's write
+/// claims its period, so exactly one operator rotates per period, and a rotation that fails
+/// leaves the period unclaimed for the next check to retry.
 pub(crate) fn spawn_scheduler(store: Arc<dyn Store>, schedule: Schedule) {
     if schedule.keys_every.is_zero() && schedule.salts_every.is_zero() {
         return;
     }
+    let every = schedule.check_every();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // The first check waits one interval: the operator records its token lifetimes while it
+        // loads, and key retention is derived from them.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = run_due(store.as_ref(), schedule).await {
+            if let Err(e) = run_due(store.as_ref(), schedule, now_ms()).await {
                 tracing::warn!(error = %e, "scheduled rotation failed; will retry");
             }
         }
     });
 }
 
-async fn run_due(store: &dyn Store, schedule: Schedule) -> Result<()> {
-    let now = now_ms();
-    // The thread-local generator cannot be held across awaits of a spawned task; seed one that can.
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
-    if !schedule.keys_every.is_zero()
-        && store
-            .try_claim("rotate-keys", now, schedule.keys_every.as_millis() as i64)
-            .await?
-    {
-        let policy = KeyRotationPolicy {
-            activation_lead: schedule.key_activation_lead,
-            ..KeyRotationPolicy::default()
-        };
-        let r = rotate_keys(store, policy, now, &mut rng).await?;
-        tracing::info!(created = ?r.created, removed = ?r.removed, "rotated keys");
+/// Runs the rotations due at `now` (each job on its own: one failing does not stop the other).
+async fn run_due(store: &dyn Store, schedule: Schedule, now: i64) -> Result<()> {
+    let mut rng = task_rng();
+    let claim = |job: &str, period: Duration| Claim {
+        job: job.to_owned(),
+        now_ms: now,
+        period_ms: period.as_millis() as i64,
+    };
+    let mut failed = Vec::new();
+    if !schedule.keys_every.is_zero() {
+        let rotated = async {
+            let policy = KeyRotationPolicy {
+                activation_lead: schedule.key_activation_lead,
+                retention: key_retention(store).await?,
+            };
+            let claim = claim("rotate-keys", schedule.keys_every);
+            rotate_keys(store, policy, now, &mut rng, Some(claim)).await
+        }
+        .await;
+        match rotated {
+            Ok(Some(r)) => {
+                tracing::info!(created = ?r.created, removed = ?r.removed, "rotated keys")
+            }
+            Ok(None) => {}
+            Err(e) => failed.push(format!("keys: {e}")),
+        }
     }
-    if !schedule.salts_every.is_zero()
-        && store
-            .try_claim("rotate-salts", now, schedule.salts_every.as_millis() as i64)
-            .await?
-    {
-        let rotated = rotate_salts(store, schedule.salt_fraction, now, &mut rng).await?;
-        tracing::info!(buckets = rotated.len(), "rotated salts");
+    if !schedule.salts_every.is_zero() {
+        let claim = claim("rotate-salts", schedule.salts_every);
+        match rotate_salts(store, schedule.salt_fraction, now, &mut rng, Some(claim)).await {
+            Ok(Some(buckets)) => tracing::info!(buckets = buckets.len(), "rotated salts"),
+            Ok(None) => {}
+            Err(e) => failed.push(format!("salts: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use uid2_operator::OperatorConfig;
+    use uid2_operator::admin::ensure_initialized;
+
+    use super::*;
+
+    /// Buckets rotated at `t`.
+    async fn rotated_at(store: &dyn Store, t: i64) -> usize {
+        let salts = store.salts().await.unwrap().unwrap().value;
+        salts
+            .buckets
+            .iter()
+            .filter(|b| b.last_updated_ms == t)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_failed_rotation_does_not_use_up_its_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/uid2.db", dir.path().display());
+        let store = uid2_store::open(&url).await.unwrap();
+        let schedule = Schedule {
+            salts_every: Duration::from_secs(3_600),
+            salt_fraction: 0.25,
+            ..Schedule::default()
+        };
+        let now = now_ms();
+        // No salts yet: the rotation fails, and its period stays free.
+        assert!(run_due(store.as_ref(), schedule, now).await.is_err());
+        assert_eq!(store.last_claim_ms("rotate-salts").await.unwrap(), None);
+
+        ensure_initialized(
+            store.as_ref(),
+            &OperatorConfig::default(),
+            64,
+            now,
+            &mut rand::rng(),
+        )
+        .await
+        .unwrap();
+        // The next check, in the same period, rotates.
+        run_due(store.as_ref(), schedule, now + 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.last_claim_ms("rotate-salts").await.unwrap(),
+            Some(now + 1_000)
+        );
+        assert_eq!(rotated_at(store.as_ref(), now + 1_000).await, 16);
+        // Within the period nothing more happens; after it, the next rotation does.
+        run_due(store.as_ref(), schedule, now + 2_000)
+            .await
+            .unwrap();
+        assert_eq!(rotated_at(store.as_ref(), now + 2_000).await, 0);
+        run_due(store.as_ref(), schedule, now + 3_601_000)
+            .await
+            .unwrap();
+        assert_eq!(rotated_at(store.as_ref(), now + 3_601_000).await, 16);
+    }
+
+    #[test]
+    fn short_periods_are_checked_often_long_ones_once_a_minute() {
+        let every = |keys: u64, salts: u64| {
+            Schedule {
+                keys_every: Duration::from_secs(keys),
+                salts_every: Duration::from_secs(salts),
+                ..Schedule::default()
+            }
+            .check_every()
+        };
+        assert_eq!(every(2, 0), Duration::from_millis(500));
+        assert_eq!(every(86_400, 8), Duration::from_secs(2));
+        assert_eq!(every(86_400, 86_400), Duration::from_secs(60));
+    }
 }

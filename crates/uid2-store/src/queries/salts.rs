@@ -1,0 +1,166 @@
+//! Salt settings and buckets. Buckets are stored in chunks of [`SALT_CHUNK_BUCKETS`], each the
+//! official salt-file text, and read one chunk per statement: a million buckets never travel as
+//! one answer, and each chunk gets its own time limit on PostgreSQL.
+
+use uid2_proto::salt::{SaltBucket, SaltTable, parse_salt_file, write_salt_file};
+
+use super::{bump, generation, record_claim, refused};
+use crate::sql::{Conn, Lock, Param};
+use crate::{
+    Conditional, Precondition, Result, SaltMeta, SaltState, StateKind, StoreError, Versioned,
+};
+
+/// Buckets per row of `salt_chunks`: a million buckets load as 64 rows.
+const SALT_CHUNK_BUCKETS: usize = 16_384;
+
+async fn read_meta(conn: &mut impl Conn) -> Result<Option<(SaltMeta, usize)>> {
+    conn.query_opt(
+        "SELECT first_level_salt, id_prefix, id_secret, bucket_count FROM salt_meta WHERE id = 1",
+        &[],
+        |r| {
+            let count = r.i64(3)?;
+            Ok((
+                SaltMeta {
+                    first_level_salt: r.text(0)?,
+                    id_prefix: r.text(1)?,
+                    id_secret: r.text(2)?,
+                },
+                usize::try_from(count)
+                    .map_err(|_| StoreError::Corrupt(format!("bucket count {count}")))?,
+            ))
+        },
+    )
+    .await
+}
+
+/// Calls `f` with the buckets of each chunk in order; checks they add up to `count`.
+async fn for_each_chunk(
+    conn: &mut impl Conn,
+    count: usize,
+    mut f: impl FnMut(Vec<SaltBucket>) -> Result<()>,
+) -> Result<()> {
+    let chunks = conn
+        .query("SELECT chunk FROM salt_chunks ORDER BY chunk", &[], |r| {
+            r.i32(0)
+        })
+        .await?;
+    let mut seen = 0;
+    for chunk in chunks {
+        let text = conn
+            .query_one(
+                "SELECT buckets FROM salt_chunks WHERE chunk = $1",
+                &[Param::I32(chunk)],
+                |r| r.text(0),
+            )
+            .await?;
+        let buckets = parse_salt_file(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        seen += buckets.len();
+        f(buckets)?;
+    }
+    if seen != count {
+        return Err(StoreError::Corrupt(format!(
+            "salt_meta says {count} buckets, chunks hold {seen}"
+        )));
+    }
+    Ok(())
+}
+
+/// The salt state with the salts generation; `conn` must read one consistent snapshot.
+pub(crate) async fn versioned(conn: &mut impl Conn) -> Result<Option<Versioned<SaltState>>> {
+    let generation = generation(conn, StateKind::Salts).await?;
+    let Some((meta, count)) = read_meta(conn).await? else {
+        return Ok(None);
+    };
+    let mut buckets = Vec::with_capacity(count);
+    for_each_chunk(conn, count, |chunk| {
+        buckets.extend(chunk);
+        Ok(())
+    })
+    .await?;
+    Ok(Some(Versioned {
+        value: SaltState { meta, buckets },
+        generation,
+    }))
+}
+
+/// The salt settings and buckets packed into a table, chunk by chunk; `conn` must read one
+/// consistent snapshot.
+pub(crate) async fn table(conn: &mut impl Conn) -> Result<Option<(SaltMeta, SaltTable)>> {
+    let Some((meta, count)) = read_meta(conn).await? else {
+        return Ok(None);
+    };
+    let mut table = SaltTable::with_capacity(count);
+    for_each_chunk(conn, count, |chunk| {
+        chunk.iter().try_for_each(|bucket| {
+            table
+                .push(bucket)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+    })
+    .await?;
+    Ok(Some((meta, table.finish())))
+}
+
+/// Writes the whole salt state; `conn` is a write transaction.
+pub(crate) async fn write(conn: &mut impl Conn, state: &SaltState) -> Result<()> {
+    conn.execute(
+        "INSERT INTO salt_meta (id, first_level_salt, id_prefix, id_secret, bucket_count) VALUES (1, $1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET id_prefix = excluded.id_prefix, id_secret = excluded.id_secret,
+             bucket_count = excluded.bucket_count",
+        &[
+            Param::Text(&state.meta.first_level_salt),
+            Param::Text(&state.meta.id_prefix),
+            Param::Text(&state.meta.id_secret),
+            Param::I64(state.buckets.len() as i64),
+        ],
+    )
+    .await?;
+    conn.execute("DELETE FROM salt_chunks", &[]).await?;
+    for (i, chunk) in state.buckets.chunks(SALT_CHUNK_BUCKETS).enumerate() {
+        let i =
+            i32::try_from(i).map_err(|_| StoreError::Rejected("too many salt buckets".into()))?;
+        conn.execute(
+            "INSERT INTO salt_chunks (chunk, buckets) VALUES ($1, $2)",
+            &[Param::I32(i), Param::Text(&write_salt_file(chunk))],
+        )
+        .await?;
+    }
+    bump(conn, StateKind::Salts).await
+}
+
+/// Replaces the salt buckets if `pre` holds; `conn` is a write transaction.
+pub(crate) async fn replace(
+    conn: &mut impl Conn,
+    state: &SaltState,
+    pre: &Precondition,
+) -> Result<Conditional<()>> {
+    conn.lock(Lock::Salts).await?;
+    if let Some(refusal) = refused(conn, StateKind::Salts, pre).await? {
+        return Ok(refusal.outcome());
+    }
+    let current = conn
+        .query_opt(
+            "SELECT first_level_salt FROM salt_meta WHERE id = 1",
+            &[],
+            |r| r.text(0),
+        )
+        .await?;
+    match current {
+        None => {
+            return Err(StoreError::Rejected(
+                "the store is not initialised: there are no salts to replace".into(),
+            ));
+        }
+        Some(current) if current != state.meta.first_level_salt => {
+            return Err(StoreError::Conflict(
+                "the first-level salt cannot change: every opt-out is keyed on it".into(),
+            ));
+        }
+        Some(_) => {}
+    }
+    write(conn, state).await?;
+    if let Some(claim) = &pre.claim {
+        record_claim(conn, claim).await?;
+    }
+    Ok(Conditional::Written(()))
+}

@@ -1,0 +1,169 @@
+//! The store contract (see `common`) and the fleet's failure modes, against a real PostgreSQL
+//! started by the test (`uid2_testkit::pg`). Run by `scripts/test.sh` (`--include-ignored`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uid2_store::*;
+use uid2_testkit::pg::PgCluster;
+
+async fn stores(url: &str, n: usize) -> Vec<Arc<dyn Store>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(open(url).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn postgres_store_honours_the_contract() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.database("contract").unwrap();
+    let store = open(&url).await.unwrap();
+    assert!(store.describe().starts_with("postgres://127.0.0.1:"));
+    common::exercise(store.as_ref()).await;
+    // A second connection (another operator) migrates nothing and sees the same data.
+    let again = open(&url).await.unwrap();
+    assert_eq!(again.clients().await.unwrap().len(), 2);
+    assert_eq!(
+        again.generations().await.unwrap(),
+        store.generations().await.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn operators_starting_together_on_an_empty_database_initialise_it_once() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.database("first_start").unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let store = open(&url).await.unwrap();
+                store.initialize(&common::initial()).await.unwrap()
+            })
+        })
+        .collect();
+    let mut initialised = 0;
+    for t in tasks {
+        initialised += usize::from(t.await.unwrap());
+    }
+    assert_eq!(initialised, 1, "exactly one operator initialises the store");
+    let store = open(&url).await.unwrap();
+    assert_eq!(store.clients().await.unwrap().len(), 1);
+    assert_eq!(store.keys().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn parallel_writers_on_postgres_keep_the_ordering_guarantee() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.database("ordering").unwrap();
+    // Eight stores, each with its own connections, as eight operators would be.
+    let writers = stores(&url, 8).await;
+    writers[0].initialize(&common::initial()).await.unwrap();
+    common::concurrent_key_changes_all_apply(writers.clone()).await;
+    let reader = open(&url).await.unwrap();
+    common::optouts_become_visible_in_order(writers, reader, 250).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn postgres_outage_is_an_unavailable_error_and_recovery_is_automatic() {
+    let cluster = PgCluster::start().unwrap();
+    let store = open(&cluster.url()).await.unwrap();
+    store.initialize(&common::initial()).await.unwrap();
+    cluster.stop().unwrap();
+    assert!(matches!(
+        store.generations().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.append_optout([1; 32], None, 1).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    cluster.restart().unwrap();
+    // The next calls reconnect by themselves (once the breaker's short backoff has passed).
+    let record = eventually(|| store.append_optout([1; 32], None, 1)).await;
+    assert_eq!(store.optouts_after(0, 10).await.unwrap(), vec![record]);
+}
+
+/// The database hangs (every process stopped): opt-out writes, several at once, are refused
+/// with the retryable error within the call deadline (5 s; 6 s allowed), later calls fail at
+/// once instead of queueing, and everything recovers when the database runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn a_hung_database_refuses_writes_within_the_deadline_and_recovers() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.database("hang").unwrap();
+    let store = open(&url).await.unwrap();
+    store.initialize(&common::initial()).await.unwrap();
+    // Warm the pool: idle connections to a paused server hang rather than fail.
+    for i in 0..4u8 {
+        store.append_optout([i; 32], None, 1).await.unwrap();
+    }
+
+    cluster.pause().unwrap();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..6u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let began = Instant::now();
+                let outcome = store.append_optout([100 + i; 32], None, 2).await;
+                (outcome, began.elapsed())
+            })
+        })
+        .collect();
+    let mut elapsed = Vec::new();
+    for t in tasks {
+        let (outcome, took) = t.await.unwrap();
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+        elapsed.push(took);
+    }
+    println!("6 concurrent opt-out writes on a hung database refused after {elapsed:?}");
+    assert!(
+        elapsed.iter().all(|t| *t <= Duration::from_secs(6)),
+        "each refusal within 6 s: {elapsed:?}"
+    );
+    // While the breaker is open, calls are refused without trying the database (the message
+    // says so), so nothing queues behind the hung connections.
+    match store.generations().await {
+        Err(StoreError::Unavailable(message)) => assert!(
+            message.contains("next attempt in") || message.contains("reconnecting"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    cluster.resume().unwrap();
+    let record = eventually(|| store.append_optout([200; 32], None, 3)).await;
+    let all = store.optouts_after(0, 100).await.unwrap();
+    assert_eq!(all.last(), Some(&record));
+    assert!(
+        all.iter().all(|r| r.opted_out_at_ms != 2),
+        "refused writes were not made"
+    );
+}
+
+/// Retries `call` until it succeeds (at most 30 s).
+async fn eventually<T, F: Future<Output = Result<T>>>(mut call: impl FnMut() -> F) -> T {
+    let started = Instant::now();
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("did not recover: {e}"),
+        }
+    }
+}
