@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../fuzz"
 RUNS=${RUNS:-1000000}
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in advertising_token refresh_token envelope cstg_request; do
+for target in advertising_token refresh_token envelope cstg_request tcf_consent; do
   mkdir -p "corpus/$target"
   log=$(mktemp)
   cargo fuzz run "$target" "corpus/$target" -- -runs="$RUNS" -max_len=4096 2>&1 | tee "$log" | grep -E "^(#[0-9]+[[:space:]]+DONE|==[0-9]+== ERROR|SUMMARY)" || true

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let mut body = vec![1u8];
     key.seal_into([6; 12], &[], rest, &mut body);
     if let Ok(opened) = open_request(body, &key, NOW) {
-        let _ = serde_json::from_slice::<uid2_proto::wire::IdentityRequest>(&opened.payload);
+        let _ = serde_json::from_slice::<uid2_proto::wire::OptoutStatusRequest>(&opened.payload);
         let _ = serde_json::from_slice::<uid2_proto::wire::IdentityMapV3Request>(&opened.payload);
     }
     let mut response = Vec::new();

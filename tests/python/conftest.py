@@ -89,6 +89,7 @@ class Operator:
 def standard_operator(serve_args=()):
     """An operator with a publisher, a DSP, a sharer, an advertiser and an opt-out portal."""
     op = Operator(serve_args=serve_args)
+    op.cli("init")
     op.cli("site", "add", "--id", "1001", "--name", "Publisher", "--domain", "localhost")
     op.cli("site", "add", "--id", "2001", "--name", "DSP")
     op.cli("site", "add", "--id", "3001", "--name", "Advertiser")

@@ -235,9 +235,16 @@ def test_key_endpoints_shapes(operator):
     assert bidstream["max_bidstream_lifetime_seconds"] == 259200 + 10
     assert all("keyset_id" not in k for k in bidstream["keys"])
     assert {"id": 1001, "domain_names": ["localhost"]} in bidstream["site_data"]
-    # Refresh keys never leave the operator.
-    refresh_like = [k for k in bidstream["keys"] if k.get("keyset_id") == -2]
-    assert refresh_like == []
+    # Refresh keys never leave the operator: the key id inside a refresh token (bytes 2..6 of the
+    # bare v1 token, bytes 1..5 of the v2 wrapper) is in neither key list.
+    auth = {"Authorization": "Bearer " + operator.publisher["key"]}
+    _, body, _ = http(operator, "GET", "/v1/token/generate?email=" + urllib.parse.quote(unique_email()), headers=auth)
+    bare = base64.b64decode(json.loads(body)["body"]["refresh_token"])
+    wrapper = base64.b64decode(publisher(operator).generate_token(
+        TokenGenerateInput.from_email(unique_email())).get_identity().get_refresh_token())
+    refresh_key_ids = {int.from_bytes(bare[2:6], "big"), int.from_bytes(wrapper[1:5], "big")}
+    handed_out = {k["id"] for k in bidstream["keys"]} | {k["id"] for k in sharing["keys"]}
+    assert refresh_key_ids and not refresh_key_ids & handed_out
 
 
 def test_legacy_v1_endpoints(operator):

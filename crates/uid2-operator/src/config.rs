@@ -39,6 +39,8 @@ pub struct OperatorConfig {
     pub sync_interval: Duration,
     /// Serve `/ops/baseline`, the load generator's reference route.
     pub enable_baseline_route: bool,
+    /// The TCF vendor id whose consent EUID token generation requires (official default 21).
+    pub tcf_vendor_id: u16,
 }
 
 impl Default for OperatorConfig {
@@ -59,6 +61,7 @@ impl Default for OperatorConfig {
             optout_status_max_ids: 5_000,
             sync_interval: Duration::from_millis(250),
             enable_baseline_route: false,
+            tcf_vendor_id: uid2_proto::tcf::EUID_VENDOR_ID,
         }
     }
 }
@@ -68,11 +71,15 @@ impl Default for OperatorConfig {
 #[error("invalid operator configuration: {0}")]
 pub struct ConfigError(pub String);
 
-/// Token lifetimes are checked for the official constraints: refresh ≥ identity ≥ refresh-from.
+/// Slack added to the longest token lifetimes advertised to SDKs (`max_bidstream_lifetime_seconds`,
+/// `max_sharing_lifetime_seconds`), as upstream does: SDKs refuse a token whose lifetime (expiry
+/// minus creation) exceeds the advertised maximum, and the slack keeps tokens minted with exactly
+/// the configured lifetime acceptable despite rounding and small clock differences.
 const TOKEN_LIFETIME_TOLERANCE_S: u64 = 10;
 
 impl OperatorConfig {
-    /// Checks the lifetime constraints the official operator enforces.
+    /// Checks the lifetime constraints the official operator enforces: refresh token ≥
+    /// advertising token ≥ refresh-from, all positive.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.identity_token_expires_after > self.refresh_token_expires_after {
             return Err(ConfigError(

@@ -1,12 +1,14 @@
 //! What the operator does with an identity, independent of HTTP: mint an identity (advertising
-//! token + refresh token), refresh one, map one to its raw UID. Pure functions of a snapshot,
-//! the time and a random source.
+//! token + refresh token), refresh one, map one to its raw UID, and decide whether an EUID consent
+//! string allows it. Pure functions of a snapshot, the time and a random source.
 
 use uid2_proto::CryptoRng;
 use uid2_proto::encoding::base64_encode;
 use uid2_proto::envelope::RefreshEnvelope;
-use uid2_proto::identity::{HashedIdentity, IdentityType};
+use uid2_proto::identity::{HashedIdentity, IdentityScope, IdentityType};
+use uid2_proto::key::{Key, KeyLookup, KeyRing, REFRESH_KEYSET_ID};
 use uid2_proto::salt::{FirstLevelHash, RawUid};
+use uid2_proto::tcf::{TcString, TcfError};
 use uid2_proto::token::{
     AdvertisingToken, IdentityHeader, OperatorIdentity, PrivacyBits, PublisherIdentity,
     RefreshToken, TokenVersion,
@@ -212,6 +214,31 @@ pub enum RefreshOutcome {
     NoActiveKey,
 }
 
+/// The refresh keys (keyset −2) of a key ring, as the only keys refresh tokens and their
+/// wrappers are opened with.
+///
+/// A refresh token that opens is trusted as this operator's: it names the site, the identity and
+/// when it was established. Master keys go to every bidder and site keys to sharers, so a lookup
+/// over the whole ring would let any of them forge refresh tokens and obtain genuine tokens for
+/// any site. A key of another keyset is answered exactly as an unknown key.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshKeys<'a>(&'a KeyRing);
+
+impl<'a> RefreshKeys<'a> {
+    /// The refresh keys of `snap`.
+    pub fn of(snap: &'a Snapshot) -> Self {
+        Self(&snap.keys.ring)
+    }
+}
+
+impl KeyLookup for RefreshKeys<'_> {
+    fn key(&self, id: u32) -> Option<&Key> {
+        self.0
+            .key(id)
+            .filter(|k| k.keyset_id == Some(REFRESH_KEYSET_ID))
+    }
+}
+
 /// Refreshes from an inner refresh token (v3, or v2 from older operators).
 pub fn refresh(
     snap: &Snapshot,
@@ -220,7 +247,7 @@ pub fn refresh(
     inner_token: &str,
     form: RefreshForm,
 ) -> RefreshOutcome {
-    let Ok(token) = RefreshToken::decode(inner_token, &snap.keys.ring) else {
+    let Ok(token) = RefreshToken::decode(inner_token, &RefreshKeys::of(snap)) else {
         return RefreshOutcome::Invalid;
     };
     if token.identity.scope != snap.scope() {
@@ -278,4 +305,35 @@ pub fn map(snap: &Snapshot, identity: &HashedIdentity, respect_optout: bool) -> 
             .table
             .raw_uid(&flh, identity.identity_type, settings),
     })
+}
+
+/// What an EUID generate request's TCF consent string allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserConsent {
+    /// Generate (also: UID2, or no consent string sent).
+    Sufficient,
+    /// 200 `insufficient_user_consent`.
+    Insufficient,
+    /// 400 `User consent is invalid`.
+    Invalid,
+}
+
+/// Checks `tcf_consent_string` as the official operator does: only in EUID scope and only when
+/// the field was sent (an empty string is sent, and invalid); the configured vendor (21) needs
+/// purposes 1, 2, 3, 4, 7 and 10 by consent or legitimate interest, and precise geolocation.
+pub fn user_consent(snap: &Snapshot, tcf_consent_string: Option<&str>) -> UserConsent {
+    let Some(text) = tcf_consent_string else {
+        return UserConsent::Sufficient;
+    };
+    if snap.scope() != IdentityScope::Euid {
+        return UserConsent::Sufficient;
+    }
+    match TcString::parse(text) {
+        Ok(tc) if tc.allows_euid(snap.config.tcf_vendor_id) => UserConsent::Sufficient,
+        Ok(_) => UserConsent::Insufficient,
+        // The official decoder reads TCF v1 strings too; they hold no special-feature opt-ins,
+        // so they can never grant consent.
+        Err(TcfError::UnsupportedVersion(1)) => UserConsent::Insufficient,
+        Err(_) => UserConsent::Invalid,
+    }
 }

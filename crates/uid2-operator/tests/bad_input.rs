@@ -115,7 +115,7 @@ fn envelope_endpoints(
     ]
 }
 
-fn cases(t: &TestOperator) -> Vec<Case> {
+async fn cases(t: &TestOperator) -> Vec<Case> {
     let mut out = Vec::new();
     let now = now_ms();
     for (path, client, bad_payloads) in envelope_endpoints(t) {
@@ -305,6 +305,28 @@ fn cases(t: &TestOperator) -> Vec<Case> {
         vec![],
         vec![0xffu8, 0, 1],
     ));
+    // Refresh tokens forged under keys bidders hold, and wrappers that open but hold junk.
+    for bad in t.bad_refresh_tokens() {
+        for auth in [vec![], bearer(&t.publisher.api_key)] {
+            out.push(case(
+                format!("refresh {}", bad.name),
+                "POST",
+                "/v2/token/refresh",
+                auth,
+                bad.token.clone(),
+            ));
+        }
+        out.push(case(
+            format!("v1 refresh {}", bad.name),
+            "GET",
+            format!(
+                "/v1/token/refresh?refresh_token={}",
+                common::percent_encode(&bad.token)
+            ),
+            vec![],
+            "",
+        ));
+    }
 
     // Client-side generation.
     let origin = vec![("Origin".into(), "http://localhost:8080".into())];
@@ -327,6 +349,16 @@ fn cases(t: &TestOperator) -> Vec<Case> {
             "/v2/token/client-generate",
             origin.clone(),
             body,
+        ));
+    }
+    // Client-side generation refused after the origin check and the key agreement.
+    for bad in t.bad_cstg_requests().await {
+        out.push(case(
+            format!("cstg {}", bad.name),
+            "POST",
+            "/v2/token/client-generate",
+            origin.clone(),
+            bad.body,
         ));
     }
     // Legacy v1.
@@ -421,7 +453,7 @@ fn cases(t: &TestOperator) -> Vec<Case> {
 #[tokio::test]
 async fn every_bad_input_gets_a_4xx_with_the_status_json() {
     let t = TestOperator::start(OperatorConfig::default()).await;
-    let cases = cases(&t);
+    let cases = cases(&t).await;
     assert!(cases.len() > 250, "matrix has {} cases", cases.len());
     let mut failures = Vec::new();
     for c in &cases {

@@ -318,3 +318,54 @@ async fn validate_refuses_tokens_of_other_sites() {
         .unwrap_err();
     assert_eq!(refused.json()["message"], "Unauthorised to validate token");
 }
+
+#[tokio::test]
+async fn requests_for_unknown_paths_are_counted_as_unmatched() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let metrics = uid2_operator::metrics::UNMATCHED;
+    assert_eq!(t.operator.request_metrics().count(metrics, 404), 0);
+    let missing = t.send("GET", "/nope", &[], vec![]).await;
+    assert_eq!(missing.status, 404);
+    let wrong_method = t.send("GET", "/v2/token/generate", &[], vec![]).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(t.operator.request_metrics().count(metrics, 404), 1);
+    assert_eq!(
+        t.operator
+            .request_metrics()
+            .count("/v2/token/generate", 405),
+        1
+    );
+    let text = String::from_utf8(t.send("GET", "/metrics", &[], vec![]).await.body).unwrap();
+    assert!(
+        text.contains(r#"uid2_http_requests_total{route="unmatched",status="404"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn v1_identity_map_refuses_keys_in_plain_text() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let generator = format!("Bearer {}", t.publisher.api_key);
+    for (method, path, body) in [
+        ("GET", "/v1/identity/map?email=a@example.com", ""),
+        ("POST", "/v1/identity/map", r#"{"email":["a@example.com"]}"#),
+    ] {
+        for headers in [vec![], vec![("Authorization", generator.as_str())]] {
+            let reply = t.send(method, path, &headers, body.into()).await;
+            assert_eq!(
+                (
+                    reply.status,
+                    reply.content_type.as_str(),
+                    reply.body.as_slice()
+                ),
+                (401, "text/plain", &b"Unauthorized"[..]),
+                "{method} {path}"
+            );
+        }
+    }
+    // The other legacy routes keep the JSON answer.
+    let v1_generate = t
+        .send("GET", "/v1/token/generate?email=a@example.com", &[], vec![])
+        .await;
+    assert_eq!(v1_generate.body, br#"{"status":"unauthorized"}"#);
+}

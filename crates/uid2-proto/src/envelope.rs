@@ -280,6 +280,9 @@ impl RefreshEnvelope {
     }
 
     /// Opens a wrapper, finding the refresh key by id.
+    ///
+    /// As for [`RefreshToken::decode`](crate::token::RefreshToken::decode), `keys` must hold the
+    /// refresh keys only: a wrapper sealed under a key that bidders also hold proves nothing.
     pub fn open(text: &str, keys: &impl KeyLookup) -> Result<Self, RefreshEnvelopeError> {
         let mut bytes = base64_decode(text).map_err(|_| RefreshEnvelopeError::NotBase64)?;
         if bytes.len() < 5 + GCM_OVERHEAD {

@@ -14,6 +14,7 @@
 //! - [`envelope`]: the v2 request/response envelope, the refresh response and the refresh-token wrapper.
 //! - [`cstg`]: client-side token generation (ECDH P-256 + AES-GCM).
 //! - [`wire`]: the JSON shapes of every operator request and response.
+//! - [`tcf`]: TCF v2 consent strings (EUID's `tcf_consent_string`).
 //! - [`encoding`] and [`cipher`]: the base64 flavours and AES constructions those modules share.
 
 pub mod cipher;
@@ -24,6 +25,7 @@ pub mod envelope;
 pub mod identity;
 pub mod key;
 pub mod salt;
+pub mod tcf;
 pub mod token;
 pub mod wire;
 

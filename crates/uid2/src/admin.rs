@@ -1,13 +1,16 @@
-//! The admin commands: clients, sites, CSTG key pairs, opt-outs. Each opens the store named by
-//! `--store`, bootstrapping it first if it is empty, and writes through the same code the
-//! operator uses; a running operator sees the change within one sync interval.
+//! The admin commands: `init`, clients, sites, CSTG key pairs, opt-outs. Only `uid2 init` (and
+//! `uid2 serve`) create and initialise a store; every other command opens the store named by
+//! `--store` and refuses one that is missing or not initialised, so a mistyped `--store` cannot
+//! record an opt-out (or create a client) in a store no operator reads. Writes go through the
+//! same code the operator uses; a running operator sees the change within one sync interval.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use uid2_operator::admin::{self, ensure_initialized};
+use uid2_operator::admin::{self, Bootstrap, ensure_initialized};
 use uid2_operator::{OperatorConfig, now_ms};
 use uid2_proto::identity::{HashedIdentity, IdentityType};
 use uid2_store::{SiteRecord, Store, parse_roles};
@@ -130,30 +133,76 @@ impl OptoutTarget {
     }
 }
 
-/// Opens the store, bootstrapping it (and printing the demo credentials) if empty.
+/// The SQLite file a store URL names, read as `uid2_store::open` reads it; `None` for PostgreSQL.
+fn sqlite_file(url: &str) -> Option<&Path> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    Some(Path::new(url.strip_prefix("sqlite://").unwrap_or(url)))
+}
+
+/// Why a command refuses the store `described` (never the URL itself: it may hold a password).
+fn not_initialized(described: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the store {described} is not initialised: create it with `uid2 init` and the same \
+         --store (or start `uid2 serve`, which initialises an empty store), or check --store"
+    )
+}
+
+/// Opens the initialised store named by `--store`; a missing or empty one is an error naming
+/// `uid2 init`, and a missing SQLite file is not created.
+///
+/// `_config` is not needed to open a store; the parameter stays for the callers that pass it.
 pub(crate) async fn open_store(
     global: &GlobalArgs,
-    config: &OperatorConfig,
+    _config: &OperatorConfig,
 ) -> Result<Arc<dyn Store>> {
+    let url = global.store_url();
+    if let Some(path) = sqlite_file(&url)
+        && !path.exists()
+    {
+        return Err(not_initialized(&url));
+    }
+    let store = uid2_store::open(&url)
+        .await
+        .with_context(|| format!("opening store {url}"))?;
+    if !store.is_initialized().await? {
+        return Err(not_initialized(&store.describe()));
+    }
+    Ok(store)
+}
+
+/// Prints what bootstrapping created; the secret is shown only here, once.
+pub(crate) fn print_bootstrap(store: &str, buckets: usize, boot: &Bootstrap) {
+    let c = &boot.demo_client;
+    println!(
+        "Initialised an empty store at {store} ({buckets} salt buckets).\n\
+         Demo publisher client (site {site}, every role) - shown once, keep it:\n  \
+         API key: {key}\n  secret:  {secret}\n\
+         Client-side generation for site {site}: subscription id {sub}, public key\n  {public}",
+        site = c.record.site_id,
+        key = c.api_key,
+        secret = c.secret,
+        sub = boot.demo_cstg.subscription_id,
+        public = boot.demo_cstg.public_key,
+    );
+}
+
+/// `uid2 init`: creates and initialises the store (keys, salts, a demo site and client, printed
+/// once); on a store that is already initialised it changes nothing and says so.
+pub(crate) async fn init(global: &GlobalArgs) -> Result<()> {
+    let config = global.admin_config()?;
     let url = global.store_url();
     let store = uid2_store::open(&url)
         .await
         .with_context(|| format!("opening store {url}"))?;
-    if let Some(boot) = ensure_initialized(
-        store.as_ref(),
-        config,
-        global.bucket_count(),
-        now_ms(),
-        &mut rand::rng(),
-    )
-    .await?
-    {
-        eprintln!(
-            "Initialised an empty store at {url}. Demo client (site {}): API key {} secret {}",
-            boot.demo_client.record.site_id, boot.demo_client.api_key, boot.demo_client.secret
-        );
+    let buckets = global.bucket_count();
+    let described = store.describe();
+    match ensure_initialized(store.as_ref(), &config, buckets, now_ms(), &mut rand::rng()).await? {
+        Some(boot) => print_bootstrap(&described, buckets, &boot),
+        None => println!("The store {described} is already initialised; nothing changed."),
     }
-    Ok(store)
+    Ok(())
 }
 
 pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Result<()> {

@@ -24,8 +24,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the operator service (bootstraps an empty store on first start).
+    /// Runs the operator service (initialises an empty store on first start, as `init` does).
     Serve(ServeArgs),
+    /// Creates and initialises a store (keys, salts, a demo publisher printed once); does nothing
+    /// to a store that is already initialised. Every other command but `serve` needs one.
+    Init,
     /// Manages API clients.
     #[command(subcommand)]
     Client(admin::ClientCommand),
@@ -62,6 +65,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args.resolve(&cli.global)?).await,
+        Command::Init => admin::init(&cli.global).await,
         Command::Client(c) => admin::client(&cli.global, c).await,
         Command::Site(c) => admin::site(&cli.global, c).await,
         Command::Cstg(c) => admin::cstg(&cli.global, c).await,

@@ -1,12 +1,11 @@
-//! `uid2 serve`: bootstrap the store if empty, load the snapshot, serve HTTP, sync in the
-//! background, stop cleanly on Ctrl-C or SIGTERM.
+//! `uid2 serve`: initialise the store if empty (in a `uid2 init` child process), load the
+//! snapshot, serve HTTP, sync in the background, stop cleanly on Ctrl-C or SIGTERM.
 
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
-use uid2_operator::admin::ensure_initialized;
 use uid2_operator::{Operator, http, now_ms};
 
 use crate::settings::ServeSettings;
@@ -16,16 +15,8 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     let store = uid2_store::open(&settings.store)
         .await
         .with_context(|| format!("opening store {}", settings.store))?;
-    let created = ensure_initialized(
-        store.as_ref(),
-        &settings.operator,
-        settings.salt_buckets,
-        now_ms(),
-        &mut rand::rng(),
-    )
-    .await?;
-    if let Some(boot) = &created {
-        print_bootstrap(boot, &settings);
+    if !store.is_initialized().await? {
+        initialize_in_child(&settings).await?;
     }
 
     crate::rotate::spawn_scheduler(store.clone(), settings.schedule);
@@ -58,21 +49,31 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     Ok(())
 }
 
-fn print_bootstrap(boot: &uid2_operator::admin::Bootstrap, settings: &ServeSettings) {
-    let c = &boot.demo_client;
-    println!(
-        "Initialised an empty store at {store} ({buckets} salt buckets).\n\
-         Demo publisher client (site {site}, every role) - shown once, keep it:\n  \
-         API key: {key}\n  secret:  {secret}\n\
-         Client-side generation for site {site}: subscription id {sub}, public key\n  {public}",
-        store = settings.store,
-        buckets = settings.salt_buckets,
-        site = c.record.site_id,
-        key = c.api_key,
-        secret = c.secret,
-        sub = boot.demo_cstg.subscription_id,
-        public = boot.demo_cstg.public_key,
-    );
+/// Initialises the store by running `uid2 init` with the same settings, and waits for it.
+///
+/// Bootstrapping holds a million salt buckets as owned records (the store takes them whole), and
+/// an allocator keeps such memory mapped after it is freed: done in this process, it stayed in the
+/// serving operator's idle RSS for good (245 MB against 107 MB after a restart). A child process
+/// gives all of it back when it exits. It prints the demo credentials, once, to the same stdout.
+async fn initialize_in_child(settings: &ServeSettings) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the uid2 executable")?;
+    let status = tokio::process::Command::new(exe)
+        .arg("--store")
+        .arg(&settings.store)
+        .arg("--salt-buckets")
+        .arg(settings.salt_buckets.to_string())
+        .arg("--identity-scope")
+        .arg(settings.operator.identity_scope.as_str())
+        .arg("--environment")
+        .arg(settings.operator.environment.as_str())
+        .arg("init")
+        .status()
+        .await
+        .context("running uid2 init")?;
+    if !status.success() {
+        bail!("initialising the store failed ({status})");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

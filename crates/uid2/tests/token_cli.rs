@@ -28,6 +28,7 @@ fn token_command(store: &str, args: &[&str]) -> (bool, Value) {
 async fn inspect_and_decrypt_show_what_the_operator_minted() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    support::init(&store);
     cli(
         &store,
         &["site", "add", "--id", "1001", "--name", "Publisher"],

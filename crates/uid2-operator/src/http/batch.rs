@@ -1,13 +1,17 @@
-//! A bounded pool for batch work (identity map, opt-out status).
+//! A bounded pool for batch work (identity map, buckets, opt-out status).
 //!
 //! A 10,000-identity map is tens of milliseconds of CPU. Run on the async workers it would hold
 //! one of them that long and delay every token generate queued behind it (the official operator
 //! blocks its event loop this way). Here batches run on blocking threads, at most one per core
 //! at a time, and at most two at a time per client, so one busy mapper cannot take every core.
+//!
+//! A batch returns its finished HTTP response: answers can be tens of megabytes of JSON (all
+//! buckets since an old date), and serialising, sealing and encoding them is batch work too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::response::Response;
 use tokio::sync::Semaphore;
 
 use super::ApiError;
@@ -40,12 +44,12 @@ impl BatchPool {
         }
     }
 
-    /// Runs `work` for `client` on the pool.
-    pub async fn run<T: Send + 'static>(
+    /// Runs `work` for `client` on the pool; `work` answers the request, sealed and encoded.
+    pub async fn run(
         &self,
         client: &str,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+        work: impl FnOnce() -> Response + Send + 'static,
+    ) -> Result<Response, ApiError> {
         let client_permits = {
             let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(client.to_owned())

@@ -1,14 +1,18 @@
 //! `/v2/identity/map`, `/v3/identity/map`, `/v2/identity/buckets` and `/v2/optout/status`:
 //! the batch endpoints, run on the [`BatchPool`](super::batch::BatchPool).
+//!
+//! Everything proportional to the batch runs on the pool, answer included: a 10,000-identity map
+//! or a buckets answer over a million buckets (tens of megabytes of JSON) is serialised, sealed
+//! and base64-encoded there, never on the async workers that serve token generation.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{Map, Value};
 use uid2_proto::identity::{HashedIdentity, IdentityField};
 use uid2_proto::salt::RawUid;
+use uid2_proto::wire::datetime::{format_local_date_time, parse_local_date_time};
 use uid2_proto::wire::{
     BucketEntry, BucketsRequest, IdentityMapV2Response, IdentityMapV3Entry, IdentityMapV3Request,
     IdentityMapV3Response, MappedIdentityV2, OptedOut, OptoutStatusRequest, OptoutStatusResponse,
@@ -16,58 +20,17 @@ use uid2_proto::wire::{
 };
 use uid2_store::Role;
 
+use super::input::v2_map_input;
 use super::v2::V2Request;
 use super::{ApiError, LimitedBody};
 use crate::identity_service;
 use crate::snapshot::Snapshot;
 use crate::{Operator, now_ms};
-use uid2_proto::wire::datetime::{format_local_date_time, parse_local_date_time};
 
 const REASON_OPTOUT: &str = "optout";
 const REASON_INVALID: &str = "invalid identifier";
 
-/// The one non-empty identity list of a v2 map request (`email`, `email_hash`, …).
-pub(crate) fn v2_map_input(
-    fields: &Map<String, Value>,
-) -> Result<(IdentityField, Vec<String>), ApiError> {
-    let missing = || {
-        ApiError::client_error(
-            "Required Parameter Missing: exactly one of [email, email_hash, phone, phone_hash] must be specified",
-        )
-    };
-    let mut present = 0;
-    let mut chosen: Option<(IdentityField, Vec<String>)> = None;
-    for field in IdentityField::ALL {
-        let Some(value) = fields.get(field.name()) else {
-            continue;
-        };
-        present += 1;
-        let list = value
-            .as_array()
-            .ok_or_else(|| ApiError::client_error(format!("{} must be an array", field.name())))?;
-        let items: Vec<String> = list
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                ApiError::client_error(format!("{} must be an array of strings", field.name()))
-            })?;
-        if items.is_empty() {
-            continue;
-        }
-        if chosen.is_some() {
-            return Err(missing());
-        }
-        chosen = Some((field, items));
-    }
-    match (present, chosen) {
-        (0, _) => Err(missing()),
-        (_, Some(c)) => Ok(c),
-        (_, None) => Ok((IdentityField::Email, Vec::new())),
-    }
-}
-
-/// Maps a v2 list; `respect_optout` is off only for the legacy single-identity GET.
+/// Maps a v2 list, opt-outs respected (`unmapped` with reason `optout`), input order kept.
 pub(crate) fn map_v2_list(
     snap: &Snapshot,
     field: IdentityField,
@@ -86,10 +49,7 @@ pub(crate) fn map_v2_list(
             Some(m) => out.mapped.push(MappedIdentityV2 {
                 identifier,
                 advertising_id: m.raw_uid.to_base64(),
-                bucket_id: snap
-                    .salts
-                    .bucket_ids
-                    .encode(snap.salts.table.bucket(m.bucket_index).id),
+                bucket_id: snap.salts.bucket_id(m.bucket_index),
             }),
             None => out.unmapped.push(UnmappedIdentityV2 {
                 identifier,
@@ -107,13 +67,14 @@ pub(super) async fn map_v2(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
-    let (field, items) = v2_map_input(&req.object())?;
+    let (field, items) = v2_map_input(req.fields())?;
     let snap = req.snap.clone();
-    let result = op
-        .batch
-        .run(&req.client.key_id, move || map_v2_list(&snap, field, items))
-        .await?;
-    Ok(req.success(result))
+    let replier = req.replier();
+    op.batch
+        .run(&req.client.key_id, move || {
+            replier.success(&map_v2_list(&snap, field, items))
+        })
+        .await
 }
 
 fn map_v3_list(
@@ -161,13 +122,10 @@ pub(super) async fn map_v3(
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
-    let input: IdentityMapV3Request = if req.payload.is_empty() {
-        IdentityMapV3Request::default()
-    } else {
-        serde_json::from_slice(&req.payload)
-            .map_err(|_| ApiError::client_error("Incorrect request format"))?
-    };
+    let mut req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
+    let input: IdentityMapV3Request = req
+        .take(|_| "Incorrect request format".to_owned())?
+        .unwrap_or_default();
     if input.email.is_none()
         && input.email_hash.is_none()
         && input.phone.is_none()
@@ -178,22 +136,21 @@ pub(super) async fn map_v3(
         ));
     }
     let snap = req.snap.clone();
-    let result = op
-        .batch
+    let replier = req.replier();
+    op.batch
         .run(&req.client.key_id, move || {
             let now = now_ms();
             let list = |f: IdentityField, v: &Option<Vec<String>>| {
                 map_v3_list(&snap, f, v.as_deref().unwrap_or_default(), now)
             };
-            IdentityMapV3Response {
+            replier.success(&IdentityMapV3Response {
                 email: list(IdentityField::Email, &input.email),
                 email_hash: list(IdentityField::EmailHash, &input.email_hash),
                 phone: list(IdentityField::Phone, &input.phone),
                 phone_hash: list(IdentityField::PhoneHash, &input.phone_hash),
-            }
+            })
         })
-        .await?;
-    Ok(req.success(result))
+        .await
 }
 
 /// `POST /v2/identity/buckets`: buckets rotated since a time.
@@ -202,18 +159,21 @@ pub(super) async fn buckets(
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
-    let input: BucketsRequest = req.json()?;
+    let mut req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
+    let input: BucketsRequest = req
+        .take(|e| format!("Invalid payload in body: {e}"))?
+        .unwrap_or_default();
     let since = input
         .since_timestamp
         .ok_or_else(|| ApiError::client_error("missing parameter since_timestamp"))?;
     let since_ms = parse_local_date_time(&since)
         .ok_or_else(|| ApiError::client_error("invalid date, must conform to ISO 8601"))?;
     let snap = req.snap.clone();
-    let result = op
-        .batch
+    let replier = req.replier();
+    op.batch
         .run(&req.client.key_id, move || {
-            snap.salts
+            let rotated: Vec<BucketEntry> = snap
+                .salts
                 .table
                 .iter()
                 .filter(|b| b.last_updated_ms >= since_ms)
@@ -221,10 +181,10 @@ pub(super) async fn buckets(
                     bucket_id: snap.salts.bucket_ids.encode(b.id),
                     last_updated: format_local_date_time(b.last_updated_ms),
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            replier.success(&rotated)
         })
-        .await?;
-    Ok(req.success(result))
+        .await
 }
 
 /// `POST /v2/optout/status`: which of these raw UIDs opted out, and when.
@@ -233,16 +193,15 @@ pub(super) async fn optout_status(
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let req = V2Request::open(
+    let mut req = V2Request::open(
         &op,
         &headers,
         &body,
         &[Role::Mapper, Role::Sharer, Role::IdReader],
     )?;
-    if req.payload.is_empty() {
-        return Err(ApiError::client_error("Invalid request body"));
-    }
-    let input: OptoutStatusRequest = req.json()?;
+    let input: OptoutStatusRequest = req
+        .take(|e| format!("Invalid payload in body: {e}"))?
+        .ok_or_else(|| ApiError::client_error("Invalid request body"))?;
     let ids = input
         .advertising_ids
         .ok_or_else(|| ApiError::client_error("Required Parameter Missing: advertising_ids"))?;
@@ -250,21 +209,22 @@ pub(super) async fn optout_status(
         return Err(ApiError::client_error("Request payload is too large"));
     }
     let snap = req.snap.clone();
-    let result = op
-        .batch
-        .run(&req.client.key_id, move || OptoutStatusResponse {
-            opted_out: ids
-                .into_iter()
-                .filter_map(|id| {
-                    let raw = RawUid::parse_base64(&id)?;
-                    let since = snap.optouts.raw_uid_opted_out_at_ms(raw.as_bytes())?;
-                    Some(OptedOut {
-                        advertising_id: id,
-                        opted_out_since: since,
+    let replier = req.replier();
+    op.batch
+        .run(&req.client.key_id, move || {
+            replier.success(&OptoutStatusResponse {
+                opted_out: ids
+                    .into_iter()
+                    .filter_map(|id| {
+                        let raw = RawUid::parse_base64(&id)?;
+                        let since = snap.optouts.raw_uid_opted_out_at_ms(raw.as_bytes())?;
+                        Some(OptedOut {
+                            advertising_id: id,
+                            opted_out_since: since,
+                        })
                     })
-                })
-                .collect(),
+                    .collect(),
+            })
         })
-        .await?;
-    Ok(req.success(result))
+        .await
 }

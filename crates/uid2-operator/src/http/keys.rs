@@ -122,7 +122,7 @@ pub(super) async fn sharing(
         keys: json_keys,
         ..KeysResponse::default()
     };
-    Ok(req.success(body))
+    Ok(req.success(&body))
 }
 
 /// `POST /v2/key/bidstream`.
@@ -143,7 +143,7 @@ pub(super) async fn bidstream(
         keys: keys.iter().map(|k| key_json(k, None)).collect(),
         ..KeysResponse::default()
     };
-    Ok(req.success(body))
+    Ok(req.success(&body))
 }
 
 /// `POST /v2/key/latest` (legacy DSP endpoint): a bare array of keys with their site ids.
@@ -167,5 +167,5 @@ pub(super) async fn latest(
             ..key_json(k, None)
         })
         .collect();
-    Ok(req.success(keys))
+    Ok(req.success(&keys))
 }

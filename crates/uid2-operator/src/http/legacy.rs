@@ -1,6 +1,7 @@
 //! The legacy v1 endpoints the 2021 publisher guide used: plain JSON (no envelope), Bearer auth,
 //! identities as query parameters. As upstream, `/v1/token/generate` and the single-identity
-//! `GET /v1/identity/map` do not check opt-outs (the opt-out shows at refresh).
+//! `GET /v1/identity/map` do not check opt-outs (the opt-out shows at refresh), and the v1
+//! identity map answers a refused key with the plain text `Unauthorized`.
 
 use std::sync::Arc;
 
@@ -11,14 +12,18 @@ use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uid2_proto::envelope::{REFRESH_ENVELOPE_CHARS, RefreshEnvelope};
-use uid2_proto::wire::{Envelope, MappedIdentityV2, ResponseStatus, StatusOnly};
+use uid2_proto::identity::IdentityField;
+use uid2_proto::wire::{MappedIdentityV2, ResponseStatus};
 use uid2_store::Role;
 
-use super::identity_map::{map_v2_list, v2_map_input};
-use super::token::{identity_error, refresh_failure, single_identity, validate_token};
-use super::{ApiError, LimitedBody, api_key, ok};
+use super::identity_map::map_v2_list;
+use super::input::{identity_error, single_identity, v2_map_input};
+use super::token::{refresh_failure, validate_token};
+use super::{ApiError, LimitedBody, answer_json, api_key, is_authenticated, ok};
 use crate::clients::Client;
-use crate::identity_service::{self, GenerateOutcome, GeneratePolicy, RefreshForm, RefreshOutcome};
+use crate::identity_service::{
+    self, GenerateOutcome, GeneratePolicy, RefreshForm, RefreshKeys, RefreshOutcome,
+};
 use crate::snapshot::Snapshot;
 use crate::{Operator, now_ms};
 
@@ -33,32 +38,26 @@ fn params(query: QueryPairs) -> Result<Map<String, Value>, ApiError> {
         .collect())
 }
 
-fn json<T: Serialize>(value: &T) -> Response {
-    ok(
-        "application/json",
-        serde_json::to_vec(value).expect("responses serialise"),
-    )
+/// A 200 plain-JSON answer.
+fn answer<T: Serialize>(status: ResponseStatus, body: Option<&T>) -> Response {
+    ok("application/json", answer_json(status, body))
 }
 
-fn success<T: Serialize>(body: T) -> Response {
-    json(&Envelope {
-        status: ResponseStatus::Success,
-        body,
-    })
+fn success<T: Serialize>(body: &T) -> Response {
+    answer(ResponseStatus::Success, Some(body))
 }
 
-fn optout() -> Response {
-    json(&StatusOnly {
-        status: ResponseStatus::Optout,
-        message: None,
-    })
-}
-
-fn authorize(snap: &Snapshot, headers: &HeaderMap, role: Role) -> Result<Arc<Client>, ApiError> {
+/// The enabled client holding the request's key with `role`, or `refused`.
+fn authorize(
+    snap: &Snapshot,
+    headers: &HeaderMap,
+    role: Role,
+    refused: fn() -> ApiError,
+) -> Result<Arc<Client>, ApiError> {
     api_key(headers)
         .and_then(|k| snap.clients.authorize(k, &[role]))
         .cloned()
-        .ok_or_else(ApiError::unauthorized)
+        .ok_or_else(refused)
 }
 
 /// `GET /v1/token/generate?email=…` (or `email_hash`, `phone`, `phone_hash`).
@@ -68,7 +67,7 @@ pub(super) async fn generate(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let snap = op.snapshot();
-    let client = authorize(&snap, &headers, Role::Generator)?;
+    let client = authorize(&snap, &headers, Role::Generator, ApiError::unauthorized)?;
     let identity = single_identity(&params(query)?).map_err(identity_error)?;
     let outcome = identity_service::generate(
         &snap,
@@ -80,8 +79,8 @@ pub(super) async fn generate(
     )
     .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(match outcome {
-        GenerateOutcome::Generated(tokens) => success(tokens),
-        GenerateOutcome::OptOut => optout(),
+        GenerateOutcome::Generated(tokens) => success(&tokens),
+        GenerateOutcome::OptOut => answer::<()>(ResponseStatus::Optout, None),
     })
 }
 
@@ -92,22 +91,22 @@ pub(super) async fn refresh(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let snap = op.snapshot();
-    let authenticated = api_key(&headers).is_some_and(|k| snap.clients.find(k).is_some());
+    let authenticated = is_authenticated(&snap, &headers);
     let token = params(query)?
         .get("refresh_token")
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| ApiError::client_error("Required Parameter Missing: refresh_token"))?;
     let inner = if token.len() == REFRESH_ENVELOPE_CHARS {
-        RefreshEnvelope::open(&token, &snap.keys.ring)
+        RefreshEnvelope::open(&token, &RefreshKeys::of(&snap))
             .map(|e| e.refresh_token)
             .map_err(|_| refresh_failure(&RefreshOutcome::Invalid, authenticated))?
     } else {
         token
     };
     match identity_service::refresh(&snap, now_ms(), &mut rand::rng(), &inner, RefreshForm::Bare) {
-        RefreshOutcome::Refreshed(tokens) => Ok(success(tokens)),
-        RefreshOutcome::OptOut => Ok(optout()),
+        RefreshOutcome::Refreshed(tokens) => Ok(success(&tokens)),
+        RefreshOutcome::OptOut => Ok(answer::<()>(ResponseStatus::Optout, None)),
         other => Err(refresh_failure(&other, authenticated)),
     }
 }
@@ -130,7 +129,7 @@ pub(super) async fn validate(
         .special
         .is_validate_identity(identity.identity_type, &flh)
     {
-        return Ok(success(false));
+        return Ok(success(&false));
     }
     let decoded = uid2_proto::token::advertising::decode(token, &snap.keys.ring, i64::MIN)
         .and_then(|t| t.check_raw_uid_identity().map(|()| t))
@@ -139,7 +138,7 @@ pub(super) async fn validate(
         .keys
         .key_owner_site(decoded.site_key_id())
         .unwrap_or_default();
-    Ok(success(validate_token(&snap, site, token, &identity)?))
+    Ok(success(&validate_token(&snap, site, token, &identity)?))
 }
 
 /// `GET /v1/identity/map?email=…`: one identity, no opt-out check.
@@ -149,43 +148,40 @@ pub(super) async fn map_one(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let snap = op.snapshot();
-    authorize(&snap, &headers, Role::Mapper)?;
+    authorize(&snap, &headers, Role::Mapper, ApiError::unauthorized_text)?;
     let fields = params(query)?;
     let identity = single_identity(&fields).map_err(identity_error)?;
-    let identifier = ["email", "email_hash", "phone", "phone_hash"]
+    let identifier = IdentityField::ALL
         .iter()
-        .find_map(|f| fields.get(*f).and_then(Value::as_str))
+        .find_map(|f| fields.get(f.name()).and_then(Value::as_str))
         .unwrap_or_default()
         .to_owned();
     let mapped = identity_service::map(&snap, &identity, false)
         .expect("mapping without the opt-out check succeeds");
-    Ok(success(MappedIdentityV2 {
+    Ok(success(&MappedIdentityV2 {
         identifier,
         advertising_id: mapped.raw_uid.to_base64(),
-        bucket_id: snap
-            .salts
-            .bucket_ids
-            .encode(snap.salts.table.bucket(mapped.bucket_index).id),
+        bucket_id: snap.salts.bucket_id(mapped.bucket_index),
     }))
 }
 
-/// `POST /v1/identity/map`: a plain-JSON v2 map request.
+/// `POST /v1/identity/map`: a plain-JSON v2 map request, mapped and answered on the batch pool.
 pub(super) async fn map_many(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let snap = op.snapshot();
-    let client = authorize(&snap, &headers, Role::Mapper)?;
+    let client = authorize(&snap, &headers, Role::Mapper, ApiError::unauthorized_text)?;
     let fields: Map<String, Value> = if body.is_empty() {
         Map::new()
     } else {
         serde_json::from_slice(&body).map_err(|_| ApiError::client_error("Invalid JSON body"))?
     };
     let (field, items) = v2_map_input(&fields)?;
-    let result = op
-        .batch
-        .run(&client.key_id, move || map_v2_list(&snap, field, items))
-        .await?;
-    Ok(success(result))
+    op.batch
+        .run(&client.key_id, move || {
+            success(&map_v2_list(&snap, field, items))
+        })
+        .await
 }

@@ -1,12 +1,14 @@
 //! The operator's HTTP surface: every v2 endpoint, the legacy v1 ones, client-side generation,
 //! ops routes and the browser SDK, with CORS on every response.
 //!
-//! Bad input always gets the UID2 status JSON with a 4xx code; 5xx are kept for the operator's
-//! own trouble (no active key, store unreachable), never for what a client sent.
+//! Bad input always gets a 4xx, with the UID2 status JSON (the one exception is the official
+//! plain-text `Unauthorized` of the v1 identity map); 5xx are kept for the operator's own trouble
+//! (no active key, store unreachable), never for what a client sent.
 
 pub mod batch;
 mod cstg;
 mod identity_map;
+mod input;
 mod keys;
 mod legacy;
 mod ops;
@@ -21,21 +23,32 @@ use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
+use serde::Serialize;
 use uid2_proto::wire::{ResponseStatus, StatusOnly};
 
 use crate::Operator;
+use crate::snapshot::Snapshot;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// An error answer: plain JSON `{"status", "message"}`, never encrypted.
+/// An error answer, never encrypted: plain JSON `{"status", "message"}`, or for the few legacy
+/// routes whose official answer it is, a plain-text reason phrase.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     code: StatusCode,
-    status: ResponseStatus,
-    message: Option<String>,
+    body: ErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ErrorBody {
+    Status {
+        status: ResponseStatus,
+        message: Option<String>,
+    },
+    Text(&'static str),
 }
 
 impl ApiError {
@@ -43,8 +56,10 @@ impl ApiError {
     pub fn new(code: StatusCode, status: ResponseStatus, message: impl Into<String>) -> Self {
         Self {
             code,
-            status,
-            message: Some(message.into()),
+            body: ErrorBody::Status {
+                status,
+                message: Some(message.into()),
+            },
         }
     }
 
@@ -61,8 +76,19 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self {
             code: StatusCode::UNAUTHORIZED,
-            status: ResponseStatus::Unauthorized,
-            message: None,
+            body: ErrorBody::Status {
+                status: ResponseStatus::Unauthorized,
+                message: None,
+            },
+        }
+    }
+
+    /// 401 with the text `Unauthorized`: what the official legacy routes registered with
+    /// `auth.handle` (the v1 identity map) answer, through Vert.x's failure handler.
+    pub fn unauthorized_text() -> Self {
+        Self {
+            code: StatusCode::UNAUTHORIZED,
+            body: ErrorBody::Text("Unauthorized"),
         }
     }
 
@@ -78,18 +104,28 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&StatusOnly {
-            status: self.status,
-            message: self.message,
-        })
-        .expect("status JSON serialises");
-        (
-            self.code,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
+        let (content_type, body) = match self.body {
+            ErrorBody::Status { status, message } => (
+                "application/json",
+                serde_json::to_vec(&StatusOnly { status, message })
+                    .expect("status JSON serialises"),
+            ),
+            ErrorBody::Text(text) => ("text/plain", text.as_bytes().to_vec()),
+        };
+        (self.code, [(header::CONTENT_TYPE, content_type)], body).into_response()
     }
+}
+
+/// The JSON of every 200 answer: `{"status": …, "body": …}`, or `{"status": …}` without a body
+/// (`optout`, `insufficient_user_consent`).
+pub(crate) fn answer_json<T: Serialize>(status: ResponseStatus, body: Option<&T>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Answer<'a, T> {
+        status: ResponseStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<&'a T>,
+    }
+    serde_json::to_vec(&Answer { status, body }).expect("answers serialise")
 }
 
 /// The request body, read up to [`MAX_BODY_BYTES`] (more is a 413 with the status JSON).
@@ -193,6 +229,13 @@ pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
     )
 }
 
+/// Whether a refresh caller counts as authenticated: it sent any known key, even a disabled
+/// one (the official `handleWithOptionalAuth`). Unauthenticated callers (browsers) get
+/// `{"status":"error"}` for every failure.
+pub(crate) fn is_authenticated(snap: &Snapshot, headers: &HeaderMap) -> bool {
+    api_key(headers).is_some_and(|k| snap.clients.find(k).is_some())
+}
+
 /// Whether the request body is raw bytes (`Content-Type: application/octet-stream`).
 pub(crate) fn is_binary(headers: &HeaderMap) -> bool {
     headers
@@ -202,31 +245,45 @@ pub(crate) fn is_binary(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"))
 }
 
-/// Every route, as metrics label them.
-pub const ROUTES: &[&str] = &[
-    "/v2/token/generate",
-    "/v2/token/refresh",
-    "/v2/token/validate",
-    "/v2/token/logout",
-    "/v2/token/client-generate",
-    "/v2/identity/map",
-    "/v3/identity/map",
-    "/v2/identity/buckets",
-    "/v2/optout/status",
-    "/v2/key/sharing",
-    "/v2/key/bidstream",
-    "/v2/key/latest",
-    "/v1/token/generate",
-    "/v1/token/refresh",
-    "/v1/token/validate",
-    "/v1/identity/map",
-    "/ops/healthcheck",
-    "/ops/baseline",
-    "/metrics",
-    "/static/js/{file}",
-];
+/// The load generator's reference route, served only when configured.
+const BASELINE_PATH: &str = "/ops/baseline";
 
-/// Counts every request by route and status, and times it.
+/// Every route and its handlers; the router and the metrics labels are both made from this.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<Operator>>)> {
+    vec![
+        ("/v2/token/generate", post(token::generate)),
+        ("/v2/token/refresh", post(token::refresh)),
+        ("/v2/token/validate", post(token::validate)),
+        ("/v2/token/logout", post(token::logout)),
+        ("/v2/token/client-generate", post(cstg::client_generate)),
+        ("/v2/identity/map", post(identity_map::map_v2)),
+        ("/v3/identity/map", post(identity_map::map_v3)),
+        ("/v2/identity/buckets", post(identity_map::buckets)),
+        ("/v2/optout/status", post(identity_map::optout_status)),
+        ("/v2/key/sharing", post(keys::sharing)),
+        ("/v2/key/bidstream", post(keys::bidstream)),
+        ("/v2/key/latest", post(keys::latest)),
+        ("/v1/token/generate", get(legacy::generate)),
+        ("/v1/token/refresh", get(legacy::refresh)),
+        ("/v1/token/validate", get(legacy::validate)),
+        (
+            "/v1/identity/map",
+            get(legacy::map_one).post(legacy::map_many),
+        ),
+        ("/ops/healthcheck", get(ops::healthcheck)),
+        (BASELINE_PATH, post(ops::baseline)),
+        ("/metrics", get(ops::metrics)),
+        ("/static/js/{file}", get(ops::static_js)),
+    ]
+}
+
+/// Every route path, as metrics label requests (besides [`crate::metrics::UNMATCHED`]).
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
+/// Counts every request by route and status, and times it; requests no route matched (the
+/// fallback) are counted as [`crate::metrics::UNMATCHED`].
 async fn record_metrics(State(op): State<Arc<Operator>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -242,35 +299,18 @@ async fn record_metrics(State(op): State<Arc<Operator>>, req: Request, next: Nex
 
 /// Builds the router of `operator`.
 pub fn router(operator: Arc<Operator>) -> Router {
-    let mut app = Router::new()
-        .route("/v2/token/generate", post(token::generate))
-        .route("/v2/token/refresh", post(token::refresh))
-        .route("/v2/token/validate", post(token::validate))
-        .route("/v2/token/logout", post(token::logout))
-        .route("/v2/token/client-generate", post(cstg::client_generate))
-        .route("/v2/identity/map", post(identity_map::map_v2))
-        .route("/v3/identity/map", post(identity_map::map_v3))
-        .route("/v2/identity/buckets", post(identity_map::buckets))
-        .route("/v2/optout/status", post(identity_map::optout_status))
-        .route("/v2/key/sharing", post(keys::sharing))
-        .route("/v2/key/bidstream", post(keys::bidstream))
-        .route("/v2/key/latest", post(keys::latest))
-        .route("/v1/token/generate", get(legacy::generate))
-        .route("/v1/token/refresh", get(legacy::refresh))
-        .route("/v1/token/validate", get(legacy::validate))
-        .route(
-            "/v1/identity/map",
-            get(legacy::map_one).post(legacy::map_many),
-        )
-        .route("/ops/healthcheck", get(ops::healthcheck))
-        .route("/metrics", get(ops::metrics))
-        .route("/static/js/{file}", get(ops::static_js));
-    if operator.config().enable_baseline_route {
-        app = app.route("/ops/baseline", post(ops::baseline));
-    }
+    let baseline = operator.config().enable_baseline_route;
+    let app = routes()
+        .into_iter()
+        .filter(|(path, _)| baseline || *path != BASELINE_PATH)
+        .fold(Router::new(), |app, (path, handlers)| {
+            app.route(path, handlers)
+        });
+    // `layer`, not `route_layer`: the metrics must wrap the fallback too, so that requests for
+    // unknown paths are counted.
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(axum::middleware::from_fn_with_state(
+        .layer(axum::middleware::from_fn_with_state(
             operator.clone(),
             record_metrics,
         ))

@@ -5,57 +5,24 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uid2_proto::encoding::base64_encode;
 use uid2_proto::envelope::{
     REFRESH_ENVELOPE_CHARS, RefreshEnvelope, RefreshEnvelopeError, seal_bare_response,
 };
-use uid2_proto::identity::{HashedIdentity, IdentityField};
+use uid2_proto::identity::HashedIdentity;
 use uid2_proto::token::advertising;
-use uid2_proto::wire::{Envelope, LogoutResponse, ResponseStatus, StatusOnly};
+use uid2_proto::wire::{LogoutResponse, ResponseStatus};
 use uid2_store::Role;
 
+use super::input::{identity_error, single_identity, tcf_consent_string};
 use super::v2::V2Request;
-use super::{ApiError, LimitedBody, api_key, is_binary, ok};
-use crate::identity_service::{self, GenerateOutcome, GeneratePolicy, RefreshForm, RefreshOutcome};
+use super::{ApiError, LimitedBody, answer_json, is_authenticated, is_binary, ok};
+use crate::identity_service::{
+    self, GenerateOutcome, GeneratePolicy, RefreshForm, RefreshKeys, RefreshOutcome, UserConsent,
+};
 use crate::snapshot::Snapshot;
 use crate::{Operator, now_ms};
-
-const MISSING_IDENTITY: &str = "Required Parameter Missing: exactly one of [email, email_hash, phone, phone_hash] must be specified";
-
-/// Why a request's identity fields are unusable.
-pub(crate) enum IdentityInputError {
-    /// None, or more than one, of the four fields.
-    Missing,
-    /// The one field is not a valid email, phone or hash.
-    Invalid,
-}
-
-/// The one identity of a request object (`email`, `email_hash`, `phone` or `phone_hash`).
-pub(crate) fn single_identity(
-    fields: &Map<String, Value>,
-) -> Result<HashedIdentity, IdentityInputError> {
-    let mut present = IdentityField::ALL.into_iter().filter_map(|f| {
-        fields
-            .get(f.name())
-            .filter(|v| !v.is_null())
-            .map(|v| (f, v))
-    });
-    let (field, value) = present.next().ok_or(IdentityInputError::Missing)?;
-    if present.next().is_some() {
-        return Err(IdentityInputError::Missing);
-    }
-    let value = value.as_str().ok_or(IdentityInputError::Invalid)?;
-    HashedIdentity::from_field(field, value).map_err(|_| IdentityInputError::Invalid)
-}
-
-/// The generate-style answer to an identity input error.
-pub(crate) fn identity_error(e: IdentityInputError) -> ApiError {
-    match e {
-        IdentityInputError::Missing => ApiError::client_error(MISSING_IDENTITY),
-        IdentityInputError::Invalid => ApiError::client_error("Invalid Identifier"),
-    }
-}
 
 /// `POST /v2/token/generate`.
 pub(super) async fn generate(
@@ -64,7 +31,16 @@ pub(super) async fn generate(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Generator])?;
-    let identity = single_identity(&req.object()).map_err(identity_error)?;
+    let fields = req.fields();
+    let identity = single_identity(fields).map_err(identity_error)?;
+    // As upstream: the identity is validated first, then (EUID only) the consent string.
+    match identity_service::user_consent(&req.snap, tcf_consent_string(fields)) {
+        UserConsent::Sufficient => {}
+        UserConsent::Insufficient => {
+            return Ok(req.reply::<()>(ResponseStatus::InsufficientUserConsent, None));
+        }
+        UserConsent::Invalid => return Err(ApiError::client_error("User consent is invalid")),
+    }
     let outcome = identity_service::generate(
         &req.snap,
         now_ms(),
@@ -75,14 +51,9 @@ pub(super) async fn generate(
     )
     .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(match outcome {
-        GenerateOutcome::Generated(tokens) => req.success(tokens),
+        GenerateOutcome::Generated(tokens) => req.success(&tokens),
         GenerateOutcome::OptOut => req.reply::<()>(ResponseStatus::Optout, None),
     })
-}
-
-/// Whether a refresh caller counts as authenticated: any known key, even a disabled one.
-fn is_authenticated(snap: &Snapshot, headers: &HeaderMap) -> bool {
-    api_key(headers).is_some_and(|k| snap.clients.find(k).is_some())
 }
 
 /// The answer to a refresh that did not produce tokens, by caller kind (browsers get `error`).
@@ -109,19 +80,15 @@ pub(crate) fn refresh_failure(outcome: &RefreshOutcome, authenticated: bool) -> 
     }
 }
 
+/// The JSON answer of a refresh that produced one (new tokens or `optout`).
 fn refresh_json(outcome: &RefreshOutcome) -> Option<Vec<u8>> {
-    let json = match outcome {
-        RefreshOutcome::Refreshed(tokens) => serde_json::to_vec(&Envelope {
-            status: ResponseStatus::Success,
-            body: tokens,
-        }),
-        RefreshOutcome::OptOut => serde_json::to_vec(&StatusOnly {
-            status: ResponseStatus::Optout,
-            message: None,
-        }),
-        _ => return None,
-    };
-    Some(json.expect("responses serialise"))
+    match outcome {
+        RefreshOutcome::Refreshed(tokens) => {
+            Some(answer_json(ResponseStatus::Success, Some(tokens)))
+        }
+        RefreshOutcome::OptOut => Some(answer_json::<()>(ResponseStatus::Optout, None)),
+        _ => None,
+    }
 }
 
 /// `POST /v2/token/refresh`: the body is the refresh token; no API key is needed.
@@ -152,7 +119,7 @@ pub(super) async fn refresh(
         };
     }
 
-    let envelope = RefreshEnvelope::open(text, &snap.keys.ring).map_err(|e| {
+    let envelope = RefreshEnvelope::open(text, &RefreshKeys::of(&snap)).map_err(|e| {
         ApiError::client_error(match e {
             RefreshEnvelopeError::NotBase64 => "Invalid body: Body is not valid base64.".to_owned(),
             RefreshEnvelopeError::UnknownKey(id) => {
@@ -189,14 +156,14 @@ pub(super) async fn validate(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Generator])?;
-    let fields = req.object();
-    let identity = single_identity(&fields).map_err(identity_error)?;
+    let fields = req.fields();
+    let identity = single_identity(fields).map_err(identity_error)?;
     let token = fields
         .get("token")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::client_error("Required Parameter Missing: token"))?;
     let matches = validate_token(&req.snap, req.client.site_id, token, &identity)?;
-    Ok(req.success(matches))
+    Ok(req.success(&matches))
 }
 
 /// Whether `token` (minted for `site_id`) carries `identity`'s current raw UID.
@@ -224,7 +191,7 @@ pub(super) async fn logout(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Optout])?;
-    let identity = single_identity(&req.object()).map_err(|_| {
+    let identity = single_identity(req.fields()).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             ResponseStatus::InvalidToken,
@@ -243,7 +210,7 @@ pub(super) async fn logout(
         tracing::error!(error = %e, "opt-out not recorded");
         ApiError::unavailable("The opt-out could not be stored; retry later")
     })?;
-    Ok(req.success(LogoutResponse {
+    Ok(req.success(&LogoutResponse {
         optout: "OK".into(),
     }))
 }

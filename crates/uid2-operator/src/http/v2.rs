@@ -1,18 +1,20 @@
 //! The v2 envelope around a request: authenticate the API key, check the role, open the
-//! envelope (base64 text or raw bytes), and seal the answer with the same client secret and nonce.
+//! envelope (base64 text or raw bytes), parse the JSON payload once, and seal the answer with
+//! the same client secret and nonce.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use uid2_proto::encoding::{base64_decode, base64_encode};
 use uid2_proto::envelope::{EnvelopeError, open_request, seal_response};
 use uid2_proto::wire::ResponseStatus;
 use uid2_store::Role;
 
-use super::{ApiError, api_key, is_binary, ok};
+use super::{ApiError, answer_json, api_key, is_binary, ok};
 use crate::clients::Client;
 use crate::snapshot::Snapshot;
 use crate::{Operator, now_ms};
@@ -26,14 +28,45 @@ pub(crate) struct V2Request {
     pub snap: Arc<Snapshot>,
     /// The caller.
     pub client: Arc<Client>,
+    /// The decrypted JSON object; `None` when the envelope carried no payload.
+    pub payload: Option<Map<String, Value>>,
+    replier: Replier,
+}
+
+/// Seals answers for one request: the caller's secret, the request's nonce, and whether it came
+/// as raw bytes. Owned and `Send`, so batch work can seal its answer on the pool.
+#[derive(Clone)]
+pub(crate) struct Replier {
+    client: Arc<Client>,
     nonce: [u8; 8],
-    /// The decrypted JSON bytes (empty when none was sent).
-    pub payload: Vec<u8>,
     binary: bool,
 }
 
+impl Replier {
+    /// Seals `{"status": status, "body": body}` (no `body` when `None`) for the caller.
+    pub(crate) fn reply<T: Serialize>(&self, status: ResponseStatus, body: Option<&T>) -> Response {
+        let sealed = seal_response(
+            &self.client.secret,
+            now_ms(),
+            self.nonce,
+            &answer_json(status, body),
+            &mut rand::rng(),
+        );
+        if self.binary {
+            ok("application/octet-stream", sealed)
+        } else {
+            ok("text/plain", base64_encode(&sealed))
+        }
+    }
+
+    /// Seals a success with `body`.
+    pub(crate) fn success<T: Serialize>(&self, body: &T) -> Response {
+        self.reply(ResponseStatus::Success, Some(body))
+    }
+}
+
 fn looks_like_json_object(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok()
+    serde_json::from_slice::<Map<String, Value>>(body).is_ok()
 }
 
 fn envelope_error(e: EnvelopeError, body: &[u8]) -> ApiError {
@@ -65,6 +98,9 @@ fn envelope_error(e: EnvelopeError, body: &[u8]) -> ApiError {
     };
     ApiError::client_error(message)
 }
+
+/// A request with no payload reads as an empty object.
+static NO_FIELDS: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
 
 impl V2Request {
     /// Authenticates (any of `roles`) and opens the envelope of a request.
@@ -101,59 +137,56 @@ impl V2Request {
                 false,
             )
         };
-        if !opened.payload.is_empty() && !looks_like_json_object(&opened.payload) {
-            return Err(ApiError::client_error(
-                "Invalid payload in body: Data is not valid json string.",
-            ));
-        }
+        // Parsed here, once; handlers read the object or convert it to their request type.
+        let payload = if opened.payload.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(&opened.payload).map_err(|_| {
+                ApiError::client_error("Invalid payload in body: Data is not valid json string.")
+            })?)
+        };
         Ok(Self {
             snap,
+            replier: Replier {
+                client: client.clone(),
+                nonce: opened.nonce,
+                binary,
+            },
             client,
-            nonce: opened.nonce,
-            payload: opened.payload,
-            binary,
+            payload,
         })
     }
 
-    /// Parses the payload as `T`; a payload of the wrong shape is a client error.
-    pub(crate) fn json<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        if self.payload.is_empty() {
-            return Ok(T::default());
-        }
-        serde_json::from_slice(&self.payload)
-            .map_err(|e| ApiError::client_error(format!("Invalid payload in body: {e}")))
+    /// The payload's fields (none when there is no payload).
+    pub(crate) fn fields(&self) -> &Map<String, Value> {
+        self.payload.as_ref().unwrap_or(&NO_FIELDS)
     }
 
-    /// The payload as a JSON object (empty when there is none).
-    pub(crate) fn object(&self) -> serde_json::Map<String, serde_json::Value> {
-        serde_json::from_slice(&self.payload).unwrap_or_default()
+    /// Takes the payload as `T` (`None` when there is none); a payload of the wrong shape is a
+    /// client error with `message`.
+    pub(crate) fn take<T: DeserializeOwned>(
+        &mut self,
+        message: impl FnOnce(serde_json::Error) -> String,
+    ) -> Result<Option<T>, ApiError> {
+        self.payload
+            .take()
+            .map(|fields| serde_json::from_value(Value::Object(fields)))
+            .transpose()
+            .map_err(|e| ApiError::client_error(message(e)))
+    }
+
+    /// What seals this request's answers, for work that answers off the async workers.
+    pub(crate) fn replier(&self) -> Replier {
+        self.replier.clone()
     }
 
     /// Seals `{"status": status, "body": body}` for the caller.
-    pub(crate) fn reply<T: Serialize>(&self, status: ResponseStatus, body: Option<T>) -> Response {
-        #[derive(Serialize)]
-        struct Reply<T> {
-            status: ResponseStatus,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            body: Option<T>,
-        }
-        let json = serde_json::to_vec(&Reply { status, body }).expect("responses serialise");
-        let sealed = seal_response(
-            &self.client.secret,
-            now_ms(),
-            self.nonce,
-            &json,
-            &mut rand::rng(),
-        );
-        if self.binary {
-            ok("application/octet-stream", sealed)
-        } else {
-            ok("text/plain", base64_encode(&sealed))
-        }
+    pub(crate) fn reply<T: Serialize>(&self, status: ResponseStatus, body: Option<&T>) -> Response {
+        self.replier.reply(status, body)
     }
 
     /// Seals a success with `body`.
-    pub(crate) fn success<T: Serialize>(&self, body: T) -> Response {
-        self.reply(ResponseStatus::Success, Some(body))
+    pub(crate) fn success<T: Serialize>(&self, body: &T) -> Response {
+        self.replier.success(body)
     }
 }

@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cstg;
+pub mod refresh;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,6 +18,13 @@ use uid2_proto::cipher::GcmKey;
 use uid2_proto::encoding::{base64_decode, base64_encode};
 use uid2_proto::envelope::{open_response, seal_request};
 use uid2_store::{Role, SiteRecord};
+
+/// Percent-encodes the base64 characters that mean something in a query string.
+pub fn percent_encode(text: &str) -> String {
+    text.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
 
 pub struct TestOperator {
     pub operator: Arc<Operator>,

@@ -86,6 +86,10 @@ impl RefreshToken {
 
     /// Decodes a v3 or v2 refresh token, finding the key by id. Expiry is not checked here:
     /// see [`is_expired`](Self::is_expired).
+    ///
+    /// A token that opens is trusted as minted by whoever holds its key, so an operator must pass
+    /// a lookup of its refresh keys only (keyset −2): master and site keys are handed to bidders
+    /// and sharers, who could otherwise forge refresh tokens for any site.
     pub fn decode(text: &str, keys: &impl KeyLookup) -> Result<Self, TokenError> {
         let mut buf = [0u8; 256];
         let n = base64_decode_into(text, &mut buf).map_err(|_| TokenError::Malformed)?;

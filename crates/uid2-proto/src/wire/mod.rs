@@ -3,6 +3,10 @@
 //! Request types are lenient where the official operator is (unknown fields ignored, except on
 //! `/v3/identity/map`), and strict about types: a string where an array belongs is a client error,
 //! never a crash. Response types serialise exactly the fields the SDKs look for.
+//!
+//! The identity fields of generate, validate, logout and the v2 map have no request type here:
+//! the operator reads them from the JSON object, because which wrong type gets which answer
+//! differs by endpoint (the official operator's quirks), and a serde type would flatten that.
 
 pub mod datetime;
 
@@ -108,59 +112,11 @@ pub struct IdentityTokens {
     pub refresh_response_key: Option<String>,
 }
 
-/// The request of `/v2/token/generate` (and the identity part of validate and logout).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityRequest {
-    /// A raw email address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Base64 (or hex) SHA-256 of a normalised email.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email_hash: Option<String>,
-    /// An E.164 phone number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// Base64 (or hex) SHA-256 of a phone number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_hash: Option<String>,
-    /// EUID only: a TCF consent string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcf_consent_string: Option<String>,
-}
-
-/// The request of `/v2/token/validate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ValidateRequest {
-    /// The advertising token to check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// The identity it should carry.
-    #[serde(flatten)]
-    pub identity: IdentityRequest,
-}
-
 /// The body of a successful `/v2/token/logout`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogoutResponse {
     /// Always `"OK"`.
     pub optout: String,
-}
-
-/// The request of `/v2/identity/map`: exactly one non-empty list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityMapV2Request {
-    /// Raw emails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<Vec<String>>,
-    /// Email hashes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email_hash: Option<Vec<String>>,
-    /// Phone numbers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<Vec<String>>,
-    /// Phone hashes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_hash: Option<Vec<String>>,
 }
 
 /// A mapped identity of `/v2/identity/map`.
@@ -433,14 +389,34 @@ pub struct CstgRequest {
 }
 
 /// The decrypted payload of a CSTG request.
+///
+/// Read only from a JSON object: serde's derive would also take an array of the field values
+/// (`["hash", null]`), which the official operator refuses as invalid JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct CstgPayload {
     /// Email hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email_hash: Option<String>,
     /// Phone hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_hash: Option<String>,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for CstgPayload {
+    type Error = String;
+
+    fn try_from(fields: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let hash = |name: &str| match fields.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(hash)) => Ok(Some(hash.clone())),
+            Some(_) => Err(format!("{name} must be a string")),
+        };
+        Ok(Self {
+            email_hash: hash("email_hash")?,
+            phone_hash: hash("phone_hash")?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -484,8 +460,7 @@ mod tests {
         assert_eq!(lenient.allow_clock_skew_seconds, Some(1_800));
         assert!(lenient.keys.is_empty());
         assert!(
-            serde_json::from_str::<KeysResponse>(r#"{"allow_clock_skew_seconds":"soon"}"#)
-                .is_err()
+            serde_json::from_str::<KeysResponse>(r#"{"allow_clock_skew_seconds":"soon"}"#).is_err()
         );
     }
 
@@ -497,10 +472,25 @@ mod tests {
         );
         assert!(serde_json::from_str::<IdentityMapV3Request>(r#"{"email":"a"}"#).is_err());
         assert!(serde_json::from_str::<IdentityMapV3Request>(r#"{"email":[null]}"#).is_err());
-        assert!(
-            serde_json::from_str::<IdentityMapV2Request>(r#"{"email":["a"],"link_id":"x"}"#)
-                .is_ok()
+    }
+
+    #[test]
+    fn cstg_payloads_are_objects_of_strings() {
+        let read = |json: &str| serde_json::from_str::<CstgPayload>(json);
+        assert_eq!(
+            read(r#"{"email_hash":"h","other":1}"#)
+                .unwrap()
+                .email_hash
+                .as_deref(),
+            Some("h")
         );
+        assert_eq!(
+            read(r#"{"phone_hash":null}"#).unwrap(),
+            CstgPayload::default()
+        );
+        for bad in [r#"["h", null]"#, "[]", r#""h""#, r#"{"email_hash":5}"#] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub fn cli(store: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Creates and initialises the store (`uid2 init`), as every admin command but `init` and
+/// `serve` needs; returns what it printed.
+pub fn init(store: &str) -> String {
+    cli(store, &["init"])
+}
+
 /// An API client as `uid2 client add --json` prints it.
 #[derive(Clone)]
 pub struct ClientCreds {

@@ -1,0 +1,183 @@
+//! Which commands may create a store, and how `uid2 serve` is configured: only `uid2 init` and
+//! `uid2 serve` initialise a store; every other command refuses a missing or uninitialised one
+//! (naming `uid2 init`) and creates nothing; `serve` takes its settings from `UID2_*` variables.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::json;
+use support::{Api, ClientCreds, UID2};
+use uid2_proto::encoding::base64_decode;
+
+fn uid2(store: &str, args: &[&str]) -> Output {
+    Command::new(UID2)
+        .args(["--store", store, "--salt-buckets", "256"])
+        .args(args)
+        .output()
+        .expect("uid2 runs")
+}
+
+const ADMIN_COMMANDS: &[&[&str]] = &[
+    &["optout", "add", "--email", "someone@example.com"],
+    &[
+        "client",
+        "add",
+        "--name",
+        "x",
+        "--site-id",
+        "1001",
+        "--roles",
+        "mapper",
+    ],
+    &["client", "list"],
+    &["site", "add", "--id", "1001", "--name", "Publisher"],
+    &["cstg", "list"],
+    &["keys", "list"],
+    &["salts", "rotate", "--fraction", "0.1"],
+];
+
+fn assert_refused(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{what} succeeded: {stdout}");
+    assert!(
+        stderr.contains("not initialised") && stderr.contains("uid2 init"),
+        "{what}: {stderr}"
+    );
+    assert!(
+        !stdout.contains("API key") && !stdout.contains("recorded"),
+        "{what}: {stdout}"
+    );
+}
+
+#[test]
+fn admin_commands_refuse_a_missing_store_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    let store = format!("sqlite://{}", typo.join("uid2.db").display());
+    for args in ADMIN_COMMANDS {
+        assert_refused(&uid2(&store, args), &args.join(" "));
+    }
+    assert!(
+        !typo.exists(),
+        "a refused command created {}",
+        typo.display()
+    );
+}
+
+#[test]
+fn admin_commands_refuse_an_uninitialised_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    let store = format!("sqlite://{}", path.display());
+    for args in ADMIN_COMMANDS {
+        assert_refused(&uid2(&store, args), &args.join(" "));
+    }
+}
+
+#[test]
+fn init_initialises_once_and_then_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    let first = uid2(&store, &["init"]);
+    assert!(first.status.success());
+    let first = String::from_utf8(first.stdout).unwrap();
+    assert!(first.contains("Initialised an empty store"), "{first}");
+    assert!(first.contains("(256 salt buckets)"), "{first}");
+    assert_eq!(
+        first.matches("API key: UID2-C-L-999-").count(),
+        1,
+        "{first}"
+    );
+
+    let again = uid2(&store, &["init"]);
+    assert!(again.status.success());
+    let again = String::from_utf8(again.stdout).unwrap();
+    assert!(again.contains("already initialised"), "{again}");
+    assert!(!again.contains("API key"), "{again}");
+
+    let optout = uid2(&store, &["optout", "add", "--email", "someone@example.com"]);
+    assert!(optout.status.success(), "{optout:?}");
+    assert!(String::from_utf8_lossy(&optout.stdout).contains("opt-out recorded"));
+}
+
+/// The value after `label` on the first line of `lines` that has it.
+fn after<'a>(lines: &'a [String], label: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {lines:?}"))
+        .trim()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    let mut child = Command::new(UID2)
+        .arg("serve")
+        .env("UID2_STORE", &store)
+        .env("UID2_LISTEN", "127.0.0.1:0")
+        .env("UID2_SALT_BUCKETS", "128")
+        .env("UID2_IDENTITY_TOKEN_EXPIRES_AFTER", "600")
+        .env("UID2_REFRESH_TOKEN_EXPIRES_AFTER", "1200")
+        .env("UID2_REFRESH_IDENTITY_TOKEN_AFTER", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = reader
+            .next()
+            .expect("uid2 serve printed its address")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("uid2 operator listening on ") {
+            break url.to_owned();
+        }
+        lines.push(line);
+    };
+    std::thread::spawn(move || for _ in reader {});
+    assert!(
+        lines.iter().any(|l| l.contains("(128 salt buckets)")),
+        "{lines:?}"
+    );
+    let demo = ClientCreds {
+        key: after(&lines, "API key:").to_owned(),
+        secret: base64_decode(after(&lines, "secret:"))
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    };
+
+    let before = uid2_operator::now_ms();
+    let answer = Api::default()
+        .call(
+            &url,
+            &demo,
+            "/v2/token/generate",
+            &json!({"email": "env@example.com"}),
+        )
+        .await;
+    let after_ms = uid2_operator::now_ms();
+    assert_eq!(answer.json["status"], "success", "{answer:?}");
+    let body = &answer.json["body"];
+    let within = |field: &str, seconds: i64| {
+        let at = body[field].as_i64().unwrap();
+        assert!(
+            (before + seconds * 1000..=after_ms + seconds * 1000).contains(&at),
+            "{field} = {at}, expected now + {seconds} s"
+        );
+    };
+    within("identity_expires", 600);
+    within("refresh_expires", 1200);
+    within("refresh_from", 60);
+    let metrics = Api::default().get_text(&format!("{url}/metrics")).await;
+    assert!(metrics.contains("uid2_salt_buckets 128"), "{metrics}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
