@@ -13,10 +13,10 @@ use uid2_proto::cstg::{CstgError, open_payload};
 use uid2_proto::encoding::{base64_decode, base64_encode};
 use uid2_proto::envelope::seal_bare_response;
 use uid2_proto::identity::{HashedIdentity, IdentityType};
-use uid2_proto::wire::{CstgPayload, CstgRequest, Envelope, ResponseStatus, StatusOnly};
+use uid2_proto::wire::{CstgPayload, CstgRequest, ResponseStatus};
 use uid2_store::SiteRecord;
 
-use super::{ApiError, LimitedBody, ok};
+use super::{ApiError, LimitedBody, answer_json, ok};
 use crate::identity_service::{self, GenerateOutcome, GeneratePolicy};
 use crate::{Operator, now_ms};
 
@@ -49,7 +49,9 @@ fn registrable_domain(host: &str) -> Option<String> {
     if !domain.suffix().is_known() {
         return None;
     }
-    std::str::from_utf8(domain.as_bytes()).ok().map(str::to_owned)
+    std::str::from_utf8(domain.as_bytes())
+        .ok()
+        .map(str::to_owned)
 }
 
 /// Whether a page at `origin` may generate tokens for `site`: the registrable domain of its
@@ -86,8 +88,12 @@ pub(super) async fn client_generate(
             "json payload expected but not found",
         ));
     }
+    // The official operator reads a JSON object; serde would take an array for a struct too.
+    let is_object = body.trim_ascii_start().first() == Some(&b'{');
     let request: CstgRequest = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::client_error("json payload is not valid"))?;
+        .ok()
+        .filter(|_| is_object)
+        .ok_or_else(|| ApiError::client_error("json payload is not valid"))?;
     let snap = op.snapshot();
     let subscription = snap
         .cstg
@@ -169,16 +175,9 @@ pub(super) async fn client_generate(
     )
     .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let json = match outcome {
-        GenerateOutcome::Generated(tokens) => serde_json::to_vec(&Envelope {
-            status: ResponseStatus::Success,
-            body: tokens,
-        }),
-        GenerateOutcome::OptOut => serde_json::to_vec(&StatusOnly {
-            status: ResponseStatus::Optout,
-            message: None,
-        }),
-    }
-    .expect("responses serialise");
+        GenerateOutcome::Generated(tokens) => answer_json(ResponseStatus::Success, Some(&tokens)),
+        GenerateOutcome::OptOut => answer_json::<()>(ResponseStatus::Optout, None),
+    };
     Ok(ok(
         "text/plain",
         base64_encode(&seal_bare_response(&shared, &json, &mut rng)),
