@@ -5,7 +5,7 @@
 //! current_key, current_key_salt, previous_key_id, previous_key, previous_key_salt`.
 //! The 2021 one has 3: `id, last_updated_ms, salt`. Both load; files are written in the current one.
 
-use super::{BucketKey, BucketSecret, SaltBucket};
+use super::{BucketKey, BucketSecret, BucketView, SaltBucket, SecretView};
 
 /// A salt file line that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,28 +17,43 @@ pub struct SaltFileError {
     pub reason: &'static str,
 }
 
-/// Parses a salt file of either format. Blank lines are skipped.
+/// Parses a salt file of either format into owned buckets. Blank lines are skipped.
 pub fn parse_salt_file(text: &str) -> Result<Vec<SaltBucket>, SaltFileError> {
-    let mut buckets = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
-        buckets.push(parse_line(line).map_err(|reason| SaltFileError {
-            line: n + 1,
-            reason,
-        })?);
-    }
-    Ok(buckets)
+    salt_file_lines(text)
+        .map(|line| line.map(|b| b.to_bucket()))
+        .collect()
 }
 
-fn parse_line(line: &str) -> Result<SaltBucket, &'static str> {
-    let fields: Vec<&str> = line.split(',').collect();
-    if fields.len() != 3 && fields.len() != 11 {
-        return Err("expected 3 or 11 comma-separated fields");
+/// The buckets of a salt file of either format, borrowed from `text`, in order: what a loader
+/// packs straight into a [`super::SaltTable`] without an owned record per bucket (a million
+/// of them is most of an operator's start-up). Blank lines are skipped.
+pub fn salt_file_lines(
+    text: &str,
+) -> impl Iterator<Item = Result<BucketView<'_>, SaltFileError>> + '_ {
+    numbered_lines(text)
+        .map(|(line, text)| parse_line(text).map_err(|reason| SaltFileError { line, reason }))
+}
+
+/// The non-blank lines of a salt file with their 1-based line numbers.
+pub(super) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> + '_ {
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| (n + 1, line.trim_end_matches('\r')))
+        .filter(|(_, line)| !line.trim().is_empty())
+}
+
+pub(super) fn parse_line(line: &str) -> Result<BucketView<'_>, &'static str> {
+    const WRONG_COUNT: &str = "expected 3 or 11 comma-separated fields";
+    let mut fields = [""; 11];
+    let mut count = 0;
+    for f in line.split(',') {
+        *fields.get_mut(count).ok_or(WRONG_COUNT)? = f;
+        count += 1;
     }
-    let field = |i: usize| fields.get(i).copied().filter(|f| !f.is_empty());
+    if count != 3 && count != 11 {
+        return Err(WRONG_COUNT);
+    }
+    let field = |i: usize| Some(fields[i]).filter(|f| !f.is_empty());
     let id = field(0)
         .ok_or("missing bucket id")?
         .parse::<u32>()
@@ -50,27 +65,26 @@ fn parse_line(line: &str) -> Result<SaltBucket, &'static str> {
     let refresh_from_ms = field(3)
         .map(|v| v.parse::<i64>().map_err(|_| "refresh_from is not a number"))
         .transpose()?;
-    let key = |id_at: usize| -> Result<Option<BucketKey>, &'static str> {
+    let key = |id_at: usize| -> Result<Option<SecretView<'_>>, &'static str> {
         match (field(id_at), field(id_at + 1)) {
-            (Some(key_id), Some(key)) => Ok(Some(BucketKey {
+            (Some(key_id), Some(key)) => Ok(Some(SecretView::Key {
                 id: key_id.parse().map_err(|_| "key id is not a number")?,
-                key: key.to_owned(),
-                salt: field(id_at + 2).unwrap_or_default().to_owned(),
+                key,
+                salt: field(id_at + 2).unwrap_or_default(),
             })),
             _ => Ok(None),
         }
     };
     let current = match (field(2), key(5)?) {
-        (Some(salt), _) => BucketSecret::Salt(salt.to_owned()),
-        (None, Some(key)) => BucketSecret::Key(key),
+        (Some(salt), _) => SecretView::Salt(salt),
+        (None, Some(key)) => key,
         (None, None) => return Err("bucket has neither a salt nor key material"),
     };
     let previous = match (field(4), key(8)?) {
-        (Some(salt), _) => Some(BucketSecret::Salt(salt.to_owned())),
-        (None, Some(key)) => Some(BucketSecret::Key(key)),
-        (None, None) => None,
+        (Some(salt), _) => Some(SecretView::Salt(salt)),
+        (None, key) => key,
     };
-    Ok(SaltBucket {
+    Ok(BucketView {
         id,
         last_updated_ms,
         refresh_from_ms,

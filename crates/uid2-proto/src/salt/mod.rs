@@ -20,7 +20,7 @@ use crate::encoding::{base64_decode_into, base64_encode, base64_encode_into};
 use crate::identity::{HashedIdentity, IdentityScope, IdentityType};
 
 pub use bucket_id::BucketIdEncoder;
-pub use file::{SaltFileError, parse_salt_file, write_salt_file};
+pub use file::{SaltFileError, parse_salt_file, salt_file_lines, write_salt_file};
 pub use table::{BucketView, SaltTable, SaltTableError, SecretView};
 
 /// The number of salt buckets in production.
@@ -200,6 +200,33 @@ pub struct SaltBucket {
     pub current: BucketSecret,
     /// The secret before the last rotation, if kept.
     pub previous: Option<BucketSecret>,
+}
+
+impl BucketSecret {
+    /// The secret, borrowed.
+    pub fn view(&self) -> SecretView<'_> {
+        match self {
+            Self::Salt(salt) => SecretView::Salt(salt),
+            Self::Key(k) => SecretView::Key {
+                id: k.id,
+                key: &k.key,
+                salt: &k.salt,
+            },
+        }
+    }
+}
+
+impl SaltBucket {
+    /// The bucket, borrowed.
+    pub fn view(&self) -> BucketView<'_> {
+        BucketView {
+            id: self.id,
+            last_updated_ms: self.last_updated_ms,
+            refresh_from_ms: self.refresh_from_ms,
+            current: self.current.view(),
+            previous: self.previous.as_ref().map(BucketSecret::view),
+        }
+    }
 }
 
 /// How an operator turns buckets into raw UIDs.

@@ -4,6 +4,7 @@
 //! ≈ 170 B each; here every bucket is a fixed 40-byte record plus its salt text in one shared
 //! arena, so a full table stays under 100 MB and lookups are one index into a flat array.
 
+use super::file::{SaltFileError, numbered_lines, parse_line};
 use super::{
     BucketKey, BucketSecret, FirstLevelHash, RawUid, RawUidSettings, SaltBucket,
     previous_uid_still_reported, raw_uid_v4, refresh_from_ms, salted_raw_uid,
@@ -128,6 +129,15 @@ pub enum SaltTableError {
     SaltTooLong(u32),
 }
 
+impl SaltTableError {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::BadKeyLength(_) => "key material must be a 32-byte key",
+            Self::SaltTooLong(_) => "salt too long",
+        }
+    }
+}
+
 /// The table of salt buckets, indexed by bucket index.
 #[derive(Clone, Default)]
 pub struct SaltTable {
@@ -167,8 +177,13 @@ impl SaltTable {
 
     /// Appends a bucket at the next index.
     pub fn push(&mut self, b: &SaltBucket) -> Result<(), SaltTableError> {
-        let current = self.pack(b.id, Some(&b.current))?;
-        let previous = self.pack(b.id, b.previous.as_ref())?;
+        self.push_view(b.view())
+    }
+
+    /// Appends a borrowed bucket (a line of a salt file, say) at the next index.
+    pub fn push_view(&mut self, b: BucketView<'_>) -> Result<(), SaltTableError> {
+        let current = self.pack(b.id, Some(b.current))?;
+        let previous = self.pack(b.id, b.previous)?;
         self.buckets.push(PackedBucket {
             id: b.id,
             last_updated_ms: b.last_updated_ms,
@@ -177,6 +192,19 @@ impl SaltTable {
             previous,
         });
         Ok(())
+    }
+
+    /// Appends every bucket of a salt file's text, packed straight from the text; returns how
+    /// many. On an error the table holds the buckets before the bad line.
+    pub fn push_salt_file(&mut self, text: &str) -> Result<usize, SaltFileError> {
+        let mut count = 0;
+        for (line, text) in numbered_lines(text) {
+            let error = |reason| SaltFileError { line, reason };
+            let bucket = parse_line(text).map_err(error)?;
+            self.push_view(bucket).map_err(|e| error(e.reason()))?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Releases spare capacity once filling is done.
@@ -199,11 +227,11 @@ impl SaltTable {
     fn pack(
         &mut self,
         id: u32,
-        secret: Option<&BucketSecret>,
+        secret: Option<SecretView<'_>>,
     ) -> Result<SecretRef, SaltTableError> {
         Ok(match secret {
             None => SecretRef(0),
-            Some(BucketSecret::Salt(salt)) => {
+            Some(SecretView::Salt(salt)) => {
                 if salt.len() > 0xffff {
                     return Err(SaltTableError::SaltTooLong(id));
                 }
@@ -211,14 +239,18 @@ impl SaltTable {
                 // Bit 48 marks "present", so an empty salt at offset 0 is not mistaken for none.
                 SecretRef((u64::from(span.len) << 32) | u64::from(span.start) | (1 << 48))
             }
-            Some(BucketSecret::Key(k)) => {
-                if k.key.len() != 32 {
+            Some(SecretView::Key {
+                id: key_id,
+                key,
+                salt,
+            }) => {
+                if key.len() != 32 {
                     return Err(SaltTableError::BadKeyLength(id));
                 }
-                let key = self.push_text(&k.key);
-                let salt = self.push_text(&k.salt);
+                let key = self.push_text(key);
+                let salt = self.push_text(salt);
                 self.keys.push(PackedKey {
-                    id: k.id,
+                    id: key_id,
                     key,
                     salt,
                 });
@@ -338,6 +370,26 @@ impl SaltTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn salt_files_pack_straight_from_their_text() {
+        let text = "1,10,salt-one,,,,,,,,\n\n2,20,,30,old,7,kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk,ks,,,\n3,40,s3\n";
+        let mut direct = SaltTable::with_capacity(3);
+        assert_eq!(direct.push_salt_file(text), Ok(3));
+        let owned = SaltTable::new(&crate::salt::parse_salt_file(text).unwrap()).unwrap();
+        let views: Vec<_> = direct.iter().collect();
+        assert_eq!(views, owned.iter().collect::<Vec<_>>());
+        assert_eq!(views[1].previous, Some(SecretView::Salt("old")));
+        // Errors name the line of the text, blank lines included.
+        let mut table = SaltTable::default();
+        let err = table
+            .push_salt_file("1,1,s\n\n2,2,,,,7,short,salt,,,\n")
+            .unwrap_err();
+        assert_eq!(err.line, 3);
+        assert_eq!(err.reason, "key material must be a 32-byte key");
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.push_salt_file("x,1,s").unwrap_err().line, 1);
+    }
     use crate::salt::{DAY_MS, parse_salt_file};
 
     fn sample() -> Vec<SaltBucket> {
