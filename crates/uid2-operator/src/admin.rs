@@ -12,12 +12,13 @@ use uid2_proto::key::{
 };
 use uid2_proto::salt::{BucketSecret, FirstLevelHash, SaltBucket};
 use uid2_store::{
-    ClientRecord, CstgKeypairRecord, InitialState, KeyRecord, KeysetRecord, OptOutRecord, Role,
-    SaltMeta, SaltState, SiteRecord, Store, StoreError,
+    ClientRecord, Conditional, CstgKeypairRecord, InitialState, KeyChange, KeyRecord, KeysetRecord,
+    NewKey, OptOutRecord, Precondition, Role, SaltMeta, SaltState, SiteRecord, Store, StoreError,
 };
 
 use crate::clients::lookup_hash;
 use crate::config::OperatorConfig;
+use crate::deployment::{GivenSettings, SettingsError, settle};
 
 /// How long a new key stays valid.
 pub const KEY_LIFETIME_S: i64 = 365 * 86_400;
@@ -29,6 +30,8 @@ const BUCKET_REFRESH_STEP_MS: i64 = 30 * 86_400_000;
 pub const DEMO_SITE_ID: i32 = 999;
 /// First id of generated salt buckets (as in the official fixtures).
 const FIRST_BUCKET_ID: u32 = 1_000_000;
+/// A site's keyset write that raced other key writes is retried this many times in all.
+const KEY_WRITE_ATTEMPTS: usize = 8;
 
 /// An administrative action that failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,9 @@ pub enum AdminError {
     /// Bad input.
     #[error("{0}")]
     Invalid(String),
+    /// Settings that disagree with those the store records.
+    #[error(transparent)]
+    Deployment(#[from] SettingsError),
 }
 
 const KEY_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -152,6 +158,23 @@ pub fn make_key(
     }
 }
 
+/// A key for `keyset_id` activating at `activates_s`, for the store to give an id.
+pub(crate) fn new_key(
+    keyset_id: i32,
+    activates_s: i64,
+    now_s: i64,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> NewKey {
+    let k = make_key(0, keyset_id, activates_s, now_s, rng);
+    NewKey {
+        keyset_id: k.keyset_id,
+        secret: k.secret,
+        created_s: k.created_s,
+        activates_s: k.activates_s,
+        expires_s: k.expires_s,
+    }
+}
+
 /// Generates `count` salt buckets.
 pub fn make_salt_buckets(
     count: usize,
@@ -198,9 +221,10 @@ pub struct Bootstrap {
     pub demo_cstg: CstgKeypairRecord,
 }
 
-/// Initialises an empty store: salts, master/refresh/fallback keysets and keys, a demo site with
-/// its own keyset, a demo client with every role and a CSTG key pair. Returns `None` when the
-/// store was already initialised (by this or another operator).
+/// Initialises an empty store: the deployment settings of `config` (fixed from then on: see
+/// [`crate::deployment`]), salts, master/refresh/fallback keysets and keys, a demo site with its
+/// own keyset, a demo client with every role and a CSTG key pair. Returns `None` when the store
+/// was already initialised (by this or another operator); its settings are then not checked.
 pub async fn ensure_initialized(
     store: &dyn Store,
     config: &OperatorConfig,
@@ -255,6 +279,7 @@ pub async fn ensure_initialized(
             buckets: make_salt_buckets(bucket_count, now_ms, rng),
         },
         api_key_pepper: pepper,
+        raw_uids: config.raw_uid_settings(),
         keysets,
         keys,
         sites: vec![SiteRecord {
@@ -309,6 +334,11 @@ pub async fn add_client(
 
 /// Adds or updates a site; a new site also gets its own default keyset and a key, so tokens
 /// minted for it are encrypted with its own key.
+///
+/// The keyset and key are written in one key change: the store allocates the key's id under its
+/// key lock, and the write holds only if no key write came between reading the keysets and
+/// writing (else it reads again and retries), so neither a rotation nor another site added at
+/// once can take the ids chosen here or make it fail.
 pub async fn add_site(
     store: &dyn Store,
     site: SiteRecord,
@@ -322,30 +352,44 @@ pub async fn add_site(
         )));
     }
     store.upsert_site(&site).await?;
-    let keysets = store.keysets().await?;
-    if keysets.iter().any(|k| k.site_id == site.id) {
-        return Ok(());
-    }
     let now_s = now_ms / 1000;
-    let keyset_id = keysets
-        .iter()
-        .map(|k| k.id)
-        .max()
-        .unwrap_or(0)
-        .max(FALLBACK_PUBLISHER_KEYSET_ID)
-        + 1;
-    let key_id = store.keys().await?.iter().map(|k| k.id).max().unwrap_or(0) + 1;
-    let key = make_key(
-        key_id,
-        keyset_id,
-        now_s - KEY_ACTIVATION_BACKDATE_S,
-        now_s,
-        rng,
-    );
-    store
-        .insert_keys(&[keyset(keyset_id, site.id, &site.name, now_s)], &[key])
-        .await?;
-    Ok(())
+    for _ in 0..KEY_WRITE_ATTEMPTS {
+        // Read before the keysets, so that the write fails if they changed after this.
+        let generation = store.generations().await?.keys;
+        let keysets = store.keysets().await?;
+        if keysets.iter().any(|k| k.site_id == site.id) {
+            return Ok(());
+        }
+        let keyset_id = keysets
+            .iter()
+            .map(|k| k.id)
+            .max()
+            .unwrap_or(0)
+            .max(FALLBACK_PUBLISHER_KEYSET_ID)
+            + 1;
+        let change = KeyChange {
+            keysets: vec![keyset(keyset_id, site.id, &site.name, now_s)],
+            add: vec![new_key(
+                keyset_id,
+                now_s - KEY_ACTIVATION_BACKDATE_S,
+                now_s,
+                rng,
+            )],
+            remove: Vec::new(),
+        };
+        let pre = Precondition {
+            generation: Some(generation),
+            claim: None,
+        };
+        match store.change_keys(&change, &pre).await? {
+            Conditional::Written(_) => return Ok(()),
+            Conditional::Stale | Conditional::Unclaimed => continue,
+        }
+    }
+    Err(AdminError::Store(StoreError::Conflict(format!(
+        "the keys kept changing while site {} got its keyset; try again",
+        site.id
+    ))))
 }
 
 /// Adds a CSTG key pair for an existing site.
@@ -366,19 +410,24 @@ pub async fn add_cstg(
     Ok(record)
 }
 
-/// Records an opt-out directly in the store (operators pick it up on their next sync).
+/// Records an opt-out directly in the store (operators pick it up on their next sync), with the
+/// raw UID the operators on the store map the identity to (for `/v2/optout/status`). The
+/// deployment settings of `config` must be the store's.
 pub async fn add_optout(
     store: &dyn Store,
     config: &OperatorConfig,
     identity: &HashedIdentity,
     now_ms: i64,
 ) -> Result<OptOutRecord, AdminError> {
+    // Checked here, not only by the caller: a raw UID derived with other settings than the
+    // operators' would never be reported as opted out.
+    let settings = settle(store, &GivenSettings::all(config.raw_uid_settings())).await?;
     let (meta, table) = store
         .salt_table()
         .await?
         .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
     let flh = FirstLevelHash::compute(identity, &meta.first_level_salt);
-    let raw_uid = table.raw_uid(&flh, identity.identity_type, config.raw_uid_settings());
+    let raw_uid = table.raw_uid(&flh, identity.identity_type, settings);
     Ok(store
         .append_optout(flh.0, Some(raw_uid.as_bytes().to_vec()), now_ms)
         .await?)

@@ -113,6 +113,16 @@ impl OperatorConfig {
         }
     }
 
+    /// These settings with raw UIDs derived as `settings` say (scope, environment, v3).
+    pub fn with_raw_uid_settings(self, settings: RawUidSettings) -> Self {
+        Self {
+            identity_scope: settings.scope,
+            environment: settings.environment,
+            v3_raw_uids: settings.v3_from_salts,
+            ..self
+        }
+    }
+
     /// `max_bidstream_lifetime_seconds` as advertised (+10 s tolerance, as upstream).
     pub fn advertised_max_bidstream_lifetime_s(&self) -> u64 {
         self.max_bidstream_lifetime

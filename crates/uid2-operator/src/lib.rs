@@ -8,11 +8,13 @@
 //! - [`config`]: settings; [`snapshot`]: the in-memory state; [`clients`]: API-key auth;
 //! - [`identity_service`]: mint, refresh, map; [`optout`]: the opt-out index;
 //! - [`admin`]: creating clients, sites, keys, salts (used by the CLI and bootstrap);
+//! - [`deployment`]: the settings fixed per store (identity scope, environment, v3 raw UIDs);
 //! - [`http`]: the routes.
 
 pub mod admin;
 pub mod clients;
 pub mod config;
+pub mod deployment;
 pub mod http;
 pub mod identity_service;
 pub mod metrics;
@@ -52,33 +54,54 @@ pub enum OperatorError {
     /// Invalid settings.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// Settings that disagree with those the store records.
+    #[error(transparent)]
+    Deployment(#[from] deployment::SettingsError),
 }
 
-/// Health of the connection to the store.
+/// Health of the connection to the store, as the sync passes and opt-out writes meet it.
 #[derive(Debug, Default)]
 pub struct StoreHealth {
     last_success_ms: AtomicI64,
     consecutive_failures: AtomicU64,
     errors_total: AtomicU64,
+    /// Since when every store access has failed as unavailable (0: the store answers).
+    unreachable_since_ms: AtomicI64,
 }
 
 impl StoreHealth {
+    /// A sync pass that met no error: the snapshot is current.
     fn success(&self, now: i64) {
         self.last_success_ms.store(now, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.unreachable_since_ms.store(0, Ordering::Relaxed);
     }
 
-    fn failure(&self) {
+    /// A failed sync pass or write; `unreachable` when the store could not be reached at all
+    /// ([`StoreError::Unavailable`]) rather than answering with an error (data that does not
+    /// load, say).
+    fn failure(&self, unreachable: bool, now: i64) {
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         self.errors_total.fetch_add(1, Ordering::Relaxed);
+        if unreachable {
+            // Keeps the start of an outage that is already known.
+            let _ = self.unreachable_since_ms.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.unreachable_since_ms.store(0, Ordering::Relaxed);
+        }
     }
 
-    /// When the store was last read successfully (ms).
+    /// When a sync pass last met no error (ms): the snapshot was then current in every part.
     pub fn last_success_ms(&self) -> i64 {
         self.last_success_ms.load(Ordering::Relaxed)
     }
 
-    /// Failed sync attempts in a row.
+    /// Failed sync passes and writes in a row.
     pub fn consecutive_failures(&self) -> u64 {
         self.consecutive_failures.load(Ordering::Relaxed)
     }
@@ -86,6 +109,12 @@ impl StoreHealth {
     /// Store errors since start.
     pub fn errors_total(&self) -> u64 {
         self.errors_total.load(Ordering::Relaxed)
+    }
+
+    /// Since when the store cannot be reached (ms): every access since then failed as
+    /// unavailable. `None` while it answers, even with errors.
+    pub fn unreachable_since_ms(&self) -> Option<i64> {
+        Some(self.unreachable_since_ms.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 }
 
@@ -110,12 +139,16 @@ impl std::fmt::Debug for Operator {
 }
 
 impl Operator {
-    /// Loads the whole state from `store`.
+    /// Loads the whole state from `store`. The identity scope, environment and v3 raw UIDs of
+    /// `config` must be those the store records (a store that predates recording them adopts
+    /// them): see [`deployment`].
     pub async fn load(
         store: Arc<dyn Store>,
         config: OperatorConfig,
     ) -> Result<Arc<Self>, OperatorError> {
         config.validate()?;
+        let given = deployment::GivenSettings::all(config.raw_uid_settings());
+        deployment::settle(store.as_ref(), &given).await?;
         let config = Arc::new(config);
         // Before serving: rotations anywhere in the fleet then keep keys as long as the tokens
         // this operator issues can live.
@@ -184,7 +217,8 @@ impl Operator {
         {
             Ok(r) => r,
             Err(e) => {
-                self.health.failure();
+                self.health
+                    .failure(matches!(e, StoreError::Unavailable(_)), now_ms);
                 return Err(e);
             }
         };

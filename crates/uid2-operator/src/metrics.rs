@@ -152,7 +152,8 @@ pub struct Gauges {
     /// in every part (`Snapshot::synced_at_ms`). Stays near the sync interval on a healthy fleet,
     /// busy or idle; grows while any part (salts, say) cannot be reloaded.
     pub snapshot_age_s: f64,
-    /// Whether the last store access succeeded.
+    /// Whether the store answers: false once every access since some time failed as
+    /// unavailable (`StoreHealth::unreachable_since_ms`); true while it answers, even with errors.
     pub store_reachable: bool,
     /// Store errors since start.
     pub store_errors_total: u64,
@@ -174,7 +175,7 @@ pub fn render(requests: &RequestMetrics, g: &Gauges) -> String {
         (
             "uid2_store_sync_age_seconds",
             "gauge",
-            "Seconds since the last store sync pass that met no error.",
+            "Seconds since the last store sync pass that met no error (the store was last fully synced).",
             g.store_sync_age_s,
         ),
         (
@@ -186,7 +187,7 @@ pub fn render(requests: &RequestMetrics, g: &Gauges) -> String {
         (
             "uid2_store_reachable",
             "gauge",
-            "1 if the last store access succeeded.",
+            "0 while the store cannot be reached (every access fails as unavailable), else 1.",
             f64::from(u8::from(g.store_reachable)),
         ),
         (

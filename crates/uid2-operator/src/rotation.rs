@@ -21,11 +21,9 @@ use std::time::Duration;
 use uid2_proto::CryptoRng;
 use uid2_proto::encoding::base64_encode;
 use uid2_proto::salt::{BucketSecret, DAY_MS, PREVIOUS_UID_DAYS};
-use uid2_store::{
-    Claim, Conditional, KeyChange, KeyRecord, NewKey, Precondition, Store, StoreError,
-};
+use uid2_store::{Claim, Conditional, KeyChange, KeyRecord, Precondition, Store, StoreError};
 
-use crate::admin::make_key;
+use crate::admin::new_key;
 use crate::config::OperatorConfig;
 
 /// The store setting holding the longest token lifetime any operator sharing the store issues.
@@ -137,17 +135,7 @@ pub async fn rotate_keys(
     let add = keysets
         .iter()
         .filter(|k| k.enabled)
-        .map(|keyset| {
-            // The store allocates the id; `make_key` only draws the secret and the expiry.
-            let k = make_key(0, keyset.id, activates, now_s, rng);
-            NewKey {
-                keyset_id: k.keyset_id,
-                secret: k.secret,
-                created_s: k.created_s,
-                activates_s: k.activates_s,
-                expires_s: k.expires_s,
-            }
-        })
+        .map(|keyset| new_key(keyset.id, activates, now_s, rng))
         .collect();
     // Computed from a read outside the write: safe, because new keys always activate after
     // every key that can be superseded, so a concurrent rotation never changes this answer.

@@ -287,13 +287,17 @@ pub(crate) async fn sync_once(
     let g = match store.generations().await {
         Ok(g) => g,
         Err(e) => {
-            op.health.failure();
+            op.health
+                .failure(matches!(e, StoreError::Unavailable(_)), now_ms());
             return Err(e);
         }
     };
     let mut first_error = None;
+    // Whether the store itself could not be reached, as opposed to answering with an error.
+    let mut unreachable = false;
     let mut fail = |e: StoreError, what: &str| {
         tracing::warn!(error = %e, "reloading {what} failed; serving the previous ones");
+        unreachable |= matches!(e, StoreError::Unavailable(_));
         first_error.get_or_insert(e);
     };
     let mut changed = match sync_optouts(op, g.optout_seq).await {
@@ -366,7 +370,7 @@ pub(crate) async fn sync_once(
             Ok(changed)
         }
         Some(e) => {
-            op.health.failure();
+            op.health.failure(unreachable, now_ms());
             Err(e)
         }
     }

@@ -1,8 +1,11 @@
 //! Operator behaviour in process: store changes reach a running operator, opt-outs are durable
-//! and immediate, client-side generation works end to end, key access follows the keyset rules.
+//! and immediate (or refused with a retryable 503), client-side generation works end to end, key
+//! access follows the keyset rules.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::TestOperator;
@@ -14,6 +17,7 @@ use uid2_proto::identity::HashedIdentity;
 use uid2_proto::key::KeyRing;
 use uid2_proto::token::advertising;
 use uid2_store::Role;
+use uid2_testkit::store::HookedStore;
 
 #[tokio::test]
 async fn a_disabled_client_is_refused_within_one_second() {
@@ -106,6 +110,48 @@ async fn logout_is_durable_and_applied_at_once() {
         .first_level_hash(&HashedIdentity::from_email(email).unwrap());
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].first_level_hash, flh.0);
+}
+
+#[tokio::test]
+async fn a_logout_the_store_cannot_take_is_a_503_that_says_when_to_retry() {
+    let mut outage = None;
+    let t = TestOperator::start_wrapped(OperatorConfig::default(), |store| {
+        let (store, down) = HookedStore::with_outage(store);
+        outage = Some(down);
+        Arc::new(store)
+    })
+    .await;
+    outage.unwrap().store(true, Ordering::SeqCst);
+    let email = serde_json::json!({ "email": "refused@example.com" });
+    let reply = t
+        .call(&t.optout, "/v2/token/logout", email.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(reply.json()["status"], "unknown", "{reply:?}");
+    assert_eq!(
+        reply
+            .headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("2"),
+        "{:?}",
+        reply.headers
+    );
+    // Not acknowledged, so not applied either: tokens are still generated for the identity.
+    let generated = t
+        .call(&t.publisher, "/v2/token/generate", email)
+        .await
+        .unwrap();
+    assert_eq!(generated["status"], "success");
+    // Client errors say nothing of retrying.
+    let bad = t
+        .call(&t.optout, "/v2/token/logout", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.status, 400);
+    assert!(bad.headers.get("retry-after").is_none());
 }
 
 #[tokio::test]

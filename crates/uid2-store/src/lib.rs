@@ -24,6 +24,8 @@ mod postgres;
 
 use std::sync::Arc;
 
+use uid2_proto::salt::RawUidSettings;
+
 pub use conditions::*;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -59,6 +61,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct InitialState {
     /// The pepper API keys are hashed with for lookup.
     pub api_key_pepper: String,
+    /// How raw UIDs are derived: fixed for the store's life (see [`Store::raw_uid_settings`]).
+    pub raw_uids: RawUidSettings,
     /// Salts.
     pub salts: SaltState,
     /// Keysets.
@@ -103,6 +107,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// A value of the store's settings.
     async fn meta(&self, name: &str) -> Result<Option<String>>;
+
+    /// The settings that determine raw UIDs (identity scope, environment, v3 raw UIDs), recorded
+    /// when the store was initialised; `None` for a store initialised before they were recorded.
+    /// Every operator and admin command on the store must derive raw UIDs with these.
+    async fn raw_uid_settings(&self) -> Result<Option<RawUidSettings>>;
+
+    /// Records `settings` in an initialised store that has none recorded (one initialised before
+    /// they were), once, atomically across operators; returns the recorded settings, which are
+    /// those of whoever recorded first. An uninitialised store is refused.
+    async fn adopt_raw_uid_settings(&self, settings: &RawUidSettings) -> Result<RawUidSettings>;
 
     /// Raises the numeric setting `name` to at least `value` (atomically, across operators);
     /// returns its value.

@@ -32,6 +32,28 @@ async fn sqlite_writers_in_parallel_keep_the_ordering_guarantee() {
     common::optouts_become_visible_in_order(stores.clone(), stores[0].clone(), 50).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_initialised_before_settings_were_recorded_adopts_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uid2.db");
+    let url = format!("sqlite://{}", path.display());
+    open(&url)
+        .await
+        .unwrap()
+        .initialize(&common::initial())
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(common::FORGET_RAW_UID_SETTINGS, [])
+        .unwrap();
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..4 {
+        stores.push(open(&url).await.unwrap());
+    }
+    common::an_old_store_adopts_settings_once(stores).await;
+}
+
 #[tokio::test]
 async fn bad_urls_are_refused() {
     assert!(matches!(

@@ -60,6 +60,24 @@ async fn operators_starting_together_on_an_empty_database_initialise_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn postgres_store_initialised_before_settings_were_recorded_adopts_them_once() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.database("adopt").unwrap();
+    let adopters = stores(&url, 6).await;
+    adopters[0].initialize(&common::initial()).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(common::FORGET_RAW_UID_SETTINGS)
+        .await
+        .unwrap();
+    common::an_old_store_adopts_settings_once(adopters).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
 async fn parallel_writers_on_postgres_keep_the_ordering_guarantee() {
     let cluster = PgCluster::start().unwrap();
     let url = cluster.database("ordering").unwrap();

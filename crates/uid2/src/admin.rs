@@ -2,7 +2,9 @@
 //! `uid2 serve`) create and initialise a store; every other command opens the store named by
 //! `--store` and refuses one that is missing or not initialised, so a mistyped `--store` cannot
 //! record an opt-out (or create a client) in a store no operator reads. Writes go through the
-//! same code the operator uses; a running operator sees the change within one sync interval.
+//! same code the operator uses, with the deployment settings the store records (so an opt-out
+//! carries the raw UID the operators map to); a running operator sees the change within one sync
+//! interval.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,8 +13,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use uid2_operator::admin::{self, Bootstrap, ensure_initialized};
+use uid2_operator::deployment::settle;
 use uid2_operator::{OperatorConfig, now_ms};
 use uid2_proto::identity::{HashedIdentity, IdentityType};
+use uid2_proto::salt::RawUidSettings;
 use uid2_store::{SiteRecord, Store, parse_roles};
 
 use crate::settings::GlobalArgs;
@@ -149,37 +153,63 @@ fn not_initialized(described: &str) -> anyhow::Error {
     )
 }
 
+/// What is added to a deployment-settings error: where the settings given came from.
+pub(crate) const SETTINGS_CONTEXT: &str = "checking the deployment settings given \
+    (--identity-scope, --environment, --v3-raw-uids, their UID2_* variables or the config file) \
+    against the store";
+
+/// An initialised store, with the operator settings that go with it.
+pub(crate) struct AdminStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The default operator settings with the store's deployment settings.
+    pub config: OperatorConfig,
+}
+
 /// Opens the initialised store named by `--store`; a missing or empty one is an error naming
-/// `uid2 init`, and a missing SQLite file is not created.
-///
-/// `_config` is not needed to open a store; the parameter stays for the callers that pass it.
-pub(crate) async fn open_store(
-    global: &GlobalArgs,
-    _config: &OperatorConfig,
-) -> Result<Arc<dyn Store>> {
-    let url = global.store_url();
-    if let Some(path) = sqlite_file(&url)
+/// `uid2 init`, and a missing SQLite file is not created. The deployment settings are the
+/// store's (a store that predates recording them adopts those given, or the defaults, once);
+/// one given that disagrees is an error.
+pub(crate) async fn open_store(global: &GlobalArgs) -> Result<AdminStore> {
+    let common = global.resolve()?;
+    let url = &common.store;
+    if let Some(path) = sqlite_file(url)
         && !path.exists()
     {
-        return Err(not_initialized(&url));
+        return Err(not_initialized(url));
     }
-    let store = uid2_store::open(&url)
+    let store = uid2_store::open(url)
         .await
         .with_context(|| format!("opening store {url}"))?;
     if !store.is_initialized().await? {
         return Err(not_initialized(&store.describe()));
     }
-    Ok(store)
+    let deployment = settle(store.as_ref(), &common.given)
+        .await
+        .context(SETTINGS_CONTEXT)?;
+    Ok(AdminStore {
+        store,
+        config: OperatorConfig::default().with_raw_uid_settings(deployment),
+    })
 }
 
 /// Prints what bootstrapping created; the secret is shown only here, once.
-pub(crate) fn print_bootstrap(store: &str, buckets: usize, boot: &Bootstrap) {
+pub(crate) fn print_bootstrap(
+    store: &str,
+    buckets: usize,
+    deployment: &RawUidSettings,
+    boot: &Bootstrap,
+) {
     let c = &boot.demo_client;
     println!(
         "Initialised an empty store at {store} ({buckets} salt buckets).\n\
+         Identity scope {scope}, environment {environment}, v3 raw UIDs {v3}: fixed for this store.\n\
          Demo publisher client (site {site}, every role) - shown once, keep it:\n  \
          API key: {key}\n  secret:  {secret}\n\
          Client-side generation for site {site}: subscription id {sub}, public key\n  {public}",
+        scope = deployment.scope.as_str(),
+        environment = deployment.environment.as_str(),
+        v3 = deployment.v3_from_salts,
         site = c.record.site_id,
         key = c.api_key,
         secret = c.secret,
@@ -188,26 +218,33 @@ pub(crate) fn print_bootstrap(store: &str, buckets: usize, boot: &Bootstrap) {
     );
 }
 
-/// `uid2 init`: creates and initialises the store (keys, salts, a demo site and client, printed
-/// once); on a store that is already initialised it changes nothing and says so.
+/// `uid2 init`: creates and initialises the store with the deployment settings given (or the
+/// defaults), keys, salts, a demo site and client (printed once); on a store that is already
+/// initialised it changes nothing and says so (settings given must agree with the store's).
 pub(crate) async fn init(global: &GlobalArgs) -> Result<()> {
-    let config = global.admin_config()?;
-    let url = global.store_url();
-    let store = uid2_store::open(&url)
+    let common = global.resolve()?;
+    let url = &common.store;
+    let store = uid2_store::open(url)
         .await
         .with_context(|| format!("opening store {url}"))?;
-    let buckets = global.bucket_count();
+    let deployment = common.given.or_defaults();
+    let config = OperatorConfig::default().with_raw_uid_settings(deployment);
+    let buckets = common.salt_buckets;
     let described = store.describe();
     match ensure_initialized(store.as_ref(), &config, buckets, now_ms(), &mut rand::rng()).await? {
-        Some(boot) => print_bootstrap(&described, buckets, &boot),
-        None => println!("The store {described} is already initialised; nothing changed."),
+        Some(boot) => print_bootstrap(&described, buckets, &deployment, &boot),
+        None => {
+            settle(store.as_ref(), &common.given)
+                .await
+                .context(SETTINGS_CONTEXT)?;
+            println!("The store {described} is already initialised; nothing changed.");
+        }
     }
     Ok(())
 }
 
 pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Result<()> {
-    let config = global.admin_config()?;
-    let store = open_store(global, &config).await?;
+    let AdminStore { store, config } = open_store(global).await?;
     match command {
         ClientCommand::Add {
             name,
@@ -285,8 +322,7 @@ async fn set_disabled(store: &dyn Store, client: &str, disabled: bool) -> Result
 }
 
 pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()> {
-    let config = global.admin_config()?;
-    let store = open_store(global, &config).await?;
+    let store = open_store(global).await?.store;
     match command {
         SiteCommand::Add {
             id,
@@ -327,8 +363,7 @@ pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()
 }
 
 pub(crate) async fn cstg(global: &GlobalArgs, command: CstgCommand) -> Result<()> {
-    let config = global.admin_config()?;
-    let store = open_store(global, &config).await?;
+    let AdminStore { store, config } = open_store(global).await?;
     match command {
         CstgCommand::Add { site_id, json } => {
             let k = admin::add_cstg(store.as_ref(), &config, site_id, now_ms(), &mut rand::rng())
@@ -359,8 +394,7 @@ pub(crate) async fn cstg(global: &GlobalArgs, command: CstgCommand) -> Result<()
 }
 
 pub(crate) async fn optout(global: &GlobalArgs, command: OptoutCommand) -> Result<()> {
-    let config = global.admin_config()?;
-    let store = open_store(global, &config).await?;
+    let AdminStore { store, config } = open_store(global).await?;
     let OptoutCommand::Add(target) = command;
     let identity = target.identity()?;
     let record = admin::add_optout(store.as_ref(), &config, &identity, now_ms()).await?;

@@ -1,27 +1,34 @@
-//! `uid2 serve`: initialise the store if empty (in a `uid2 init` child process), load the
-//! snapshot, serve HTTP, sync in the background, stop cleanly on Ctrl-C or SIGTERM.
+//! `uid2 serve`: initialise the store if empty (in a `uid2 init` child process), take the
+//! deployment settings from the store, load the snapshot, serve HTTP, sync in the background,
+//! stop cleanly on Ctrl-C or SIGTERM.
 
 use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
+use uid2_operator::deployment::settle;
 use uid2_operator::{Operator, http, now_ms};
 
 use crate::settings::ServeSettings;
 
 pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     let started = Instant::now();
-    let store = uid2_store::open(&settings.store)
+    let url = &settings.common.store;
+    let store = uid2_store::open(url)
         .await
-        .with_context(|| format!("opening store {}", settings.store))?;
+        .with_context(|| format!("opening store {url}"))?;
     if !store.is_initialized().await? {
         initialize_in_child(&settings).await?;
     }
+    let deployment = settle(store.as_ref(), &settings.common.given)
+        .await
+        .context(crate::admin::SETTINGS_CONTEXT)?;
+    let config = settings.operator.with_raw_uid_settings(deployment);
 
     crate::rotate::spawn_scheduler(store.clone(), settings.schedule);
     warn_if_keys_expire_soon(store.as_ref(), settings.schedule).await;
-    let operator = Operator::load(store, settings.operator).await?;
+    let operator = Operator::load(store, config).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -49,7 +56,9 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     Ok(())
 }
 
-/// Initialises the store by running `uid2 init` with the same settings, and waits for it.
+/// Initialises the store by running `uid2 init` with the same settings, and waits for it. Only
+/// the deployment settings given are passed on: if another operator initialises the store
+/// first, those it chose are then checked against them, and the others taken as they are.
 ///
 /// Bootstrapping holds a million salt buckets as owned records (the store takes them whole), and
 /// an allocator keeps such memory mapped after it is freed: done in this process, it stayed in the
@@ -57,15 +66,23 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
 /// gives all of it back when it exits. It prints the demo credentials, once, to the same stdout.
 async fn initialize_in_child(settings: &ServeSettings) -> Result<()> {
     let exe = std::env::current_exe().context("finding the uid2 executable")?;
-    let status = tokio::process::Command::new(exe)
-        .arg("--store")
-        .arg(&settings.store)
+    let common = &settings.common;
+    let given = common.given;
+    let mut init = tokio::process::Command::new(exe);
+    init.arg("--store")
+        .arg(&common.store)
         .arg("--salt-buckets")
-        .arg(settings.salt_buckets.to_string())
-        .arg("--identity-scope")
-        .arg(settings.operator.identity_scope.as_str())
-        .arg("--environment")
-        .arg(settings.operator.environment.as_str())
+        .arg(common.salt_buckets.to_string());
+    if let Some(scope) = given.identity_scope {
+        init.arg("--identity-scope").arg(scope.as_str());
+    }
+    if let Some(environment) = given.environment {
+        init.arg("--environment").arg(environment.as_str());
+    }
+    if let Some(v3) = given.v3_raw_uids {
+        init.arg("--v3-raw-uids").arg(v3.to_string());
+    }
+    let status = init
         .arg("init")
         .status()
         .await

@@ -1,5 +1,6 @@
-//! `uid2 serve` settings from flags, environment variables (`UID2_*`) and an optional TOML
-//! config file, in that order of precedence, over the official production defaults.
+//! Settings from flags, environment variables (`UID2_*`) and an optional TOML config file, in
+//! that order of precedence, over the official production defaults: those of `uid2 serve`, and
+//! those every command shares (the store, and the deployment settings fixed per store).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 use uid2_operator::OperatorConfig;
+use uid2_operator::deployment::GivenSettings;
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::salt::{Environment, PRODUCTION_BUCKET_COUNT};
 
@@ -18,9 +20,6 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "UID2_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// TOML file with any of these settings (keys as the flags, with `_`).
-    #[arg(long, env = "UID2_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Advertising token lifetime, seconds (production: 259200).
     #[arg(long, env = "UID2_IDENTITY_TOKEN_EXPIRES_AFTER")]
     pub identity_token_expires_after: Option<u64>,
@@ -33,9 +32,6 @@ pub(crate) struct ServeArgs {
     /// How often to poll the store for changes, milliseconds.
     #[arg(long, env = "UID2_SYNC_INTERVAL_MS")]
     pub sync_interval_ms: Option<u64>,
-    /// Issue 33-byte v3 raw UIDs from salt buckets.
-    #[arg(long, env = "UID2_V3_RAW_UIDS")]
-    pub v3_raw_uids: Option<bool>,
     /// Serve `/ops/baseline` for `uid2 bench`.
     #[arg(long, env = "UID2_BENCH_BASELINE")]
     pub bench_baseline: Option<bool>,
@@ -53,46 +49,90 @@ pub(crate) struct ServeArgs {
     pub salt_rotation_fraction: Option<f64>,
 }
 
-/// Settings every command shares: where the store is, and what a new store is created with.
+/// Settings every command shares: where the store is, what a new store is created with, and
+/// the deployment settings, which are fixed when a store is initialised (`uid2 init`, or
+/// `uid2 serve` on an empty store): every other command takes them from the store, and one
+/// given that disagrees with the store's is an error.
 #[derive(Debug, Args, Default, Clone)]
 pub(crate) struct GlobalArgs {
     /// The store: `sqlite://PATH` (default `sqlite://uid2-data/uid2.db`) or `postgres://…`.
     #[arg(long, global = true, env = "UID2_STORE")]
     pub store: Option<String>,
-    /// `uid2` or `euid`.
+    /// TOML file with any settings of every command or of `uid2 serve` (keys as the flags, with
+    /// `_`); flags and `UID2_*` variables take precedence.
+    #[arg(long, global = true, env = "UID2_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `uid2` or `euid` (fixed per store; default uid2).
     #[arg(long, global = true, env = "UID2_IDENTITY_SCOPE")]
     pub identity_scope: Option<String>,
-    /// `test`, `integ` or `prod` (encoded in v4 raw UIDs and key prefixes).
+    /// `test`, `integ` or `prod`, encoded in v4 raw UIDs and key prefixes (fixed per store;
+    /// default test).
     #[arg(long, global = true, env = "UID2_ENVIRONMENT")]
     pub environment: Option<String>,
+    /// Issue 33-byte v3 raw UIDs from salt buckets (fixed per store; default false).
+    #[arg(long, global = true, env = "UID2_V3_RAW_UIDS")]
+    pub v3_raw_uids: Option<bool>,
     /// Salt buckets to create when bootstrapping an empty store (production: 1048576).
     #[arg(long, global = true, env = "UID2_SALT_BUCKETS")]
     pub salt_buckets: Option<usize>,
 }
 
-impl GlobalArgs {
+/// What every command takes from [`GlobalArgs`] and the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommonSettings {
     /// The store URL.
-    pub(crate) fn store_url(&self) -> String {
-        self.store
-            .clone()
-            .unwrap_or_else(|| uid2_store::DEFAULT_STORE_URL.to_owned())
-    }
-
-    /// Operator settings for admin commands (defaults plus scope and environment).
-    pub(crate) fn admin_config(&self) -> Result<OperatorConfig> {
-        let mut config = OperatorConfig::default();
-        if let Some(s) = &self.identity_scope {
-            config.identity_scope = parse_scope(s)?;
-        }
-        if let Some(e) = &self.environment {
-            config.environment = parse_environment(e)?;
-        }
-        Ok(config)
-    }
-
+    pub store: String,
     /// Buckets of a new store.
-    pub(crate) fn bucket_count(&self) -> usize {
-        self.salt_buckets.unwrap_or(PRODUCTION_BUCKET_COUNT)
+    pub salt_buckets: usize,
+    /// The deployment settings given (checked against the store's, or a new store's).
+    pub given: GivenSettings,
+}
+
+impl GlobalArgs {
+    /// The config file's settings (none without `--config`).
+    fn file(&self) -> Result<FileSettings> {
+        let Some(path) = &self.config else {
+            return Ok(FileSettings::default());
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The store, bucket count and deployment settings, from flags and environment over the
+    /// config file over the defaults.
+    pub(crate) fn resolve(&self) -> Result<CommonSettings> {
+        self.resolve_with(&self.file()?)
+    }
+
+    fn resolve_with(&self, file: &FileSettings) -> Result<CommonSettings> {
+        let given = GivenSettings {
+            identity_scope: self
+                .identity_scope
+                .as_ref()
+                .or(file.identity_scope.as_ref())
+                .map(|s| parse_scope(s))
+                .transpose()?,
+            environment: self
+                .environment
+                .as_ref()
+                .or(file.environment.as_ref())
+                .map(|e| parse_environment(e))
+                .transpose()?,
+            v3_raw_uids: self.v3_raw_uids.or(file.v3_raw_uids),
+        };
+        Ok(CommonSettings {
+            store: self
+                .store
+                .clone()
+                .or_else(|| file.store.clone())
+                .unwrap_or_else(|| uid2_store::DEFAULT_STORE_URL.to_owned()),
+            salt_buckets: self
+                .salt_buckets
+                .or(file.salt_buckets)
+                .unwrap_or(PRODUCTION_BUCKET_COUNT),
+            given,
+        })
     }
 }
 
@@ -126,8 +166,9 @@ struct FileSettings {
 #[derive(Debug)]
 pub(crate) struct ServeSettings {
     pub listen: SocketAddr,
-    pub store: String,
-    pub salt_buckets: usize,
+    pub common: CommonSettings,
+    /// The operator's settings; its deployment settings are the given ones (or the defaults)
+    /// until the store's replace them.
     pub operator: OperatorConfig,
     pub schedule: crate::rotate::Schedule,
 }
@@ -141,31 +182,16 @@ fn parse_scope(s: &str) -> Result<IdentityScope> {
 }
 
 impl ServeArgs {
-    /// Merges flags and environment (already in `self`), the config file and defaults.
+    /// Merges flags and environment (already in `self` and `global`), the config file and
+    /// defaults.
     pub(crate) fn resolve(self, global: &GlobalArgs) -> Result<ServeSettings> {
-        let file: FileSettings = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => FileSettings::default(),
-        };
+        let file = global.file()?;
+        let common = global.resolve_with(&file)?;
         let defaults = OperatorConfig::default();
         let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
             flag.or(file).map(Duration::from_secs).unwrap_or(default)
         };
-        let scope = match global.identity_scope.clone().or(file.identity_scope) {
-            Some(s) => parse_scope(&s)?,
-            None => defaults.identity_scope,
-        };
-        let environment = match global.environment.clone().or(file.environment) {
-            Some(e) => parse_environment(&e)?,
-            None => defaults.environment,
-        };
         let operator = OperatorConfig {
-            identity_scope: scope,
-            environment,
             identity_token_expires_after: secs(
                 self.identity_token_expires_after,
                 file.identity_token_expires_after,
@@ -186,28 +212,17 @@ impl ServeArgs {
                 .or(file.sync_interval_ms)
                 .map(Duration::from_millis)
                 .unwrap_or(defaults.sync_interval),
-            v3_raw_uids: self
-                .v3_raw_uids
-                .or(file.v3_raw_uids)
-                .unwrap_or(defaults.v3_raw_uids),
             enable_baseline_route: self.bench_baseline.or(file.bench_baseline).unwrap_or(false),
             ..defaults
-        };
+        }
+        .with_raw_uid_settings(common.given.or_defaults());
         operator.validate()?;
         Ok(ServeSettings {
             listen: self
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
-            store: global
-                .store
-                .clone()
-                .or(file.store)
-                .unwrap_or_else(|| uid2_store::DEFAULT_STORE_URL.to_owned()),
-            salt_buckets: global
-                .salt_buckets
-                .or(file.salt_buckets)
-                .unwrap_or(PRODUCTION_BUCKET_COUNT),
+            common,
             operator,
             schedule: crate::rotate::Schedule {
                 keys_every: Duration::from_secs(
@@ -248,12 +263,15 @@ mod tests {
         )
         .unwrap();
         let args = ServeArgs {
-            config: Some(path.clone()),
             identity_token_expires_after: Some(900),
             refresh_identity_token_after: Some(60),
             ..ServeArgs::default()
         };
-        let s = args.resolve(&GlobalArgs::default()).unwrap();
+        let with_file = GlobalArgs {
+            config: Some(path.clone()),
+            ..GlobalArgs::default()
+        };
+        let s = args.resolve(&with_file).unwrap();
         assert_eq!(
             s.operator.identity_token_expires_after,
             Duration::from_secs(900)
@@ -263,9 +281,14 @@ mod tests {
             Duration::from_secs(1200)
         );
         assert_eq!(s.operator.environment, Environment::Prod);
-        assert_eq!(s.store, "sqlite://x.db");
+        assert_eq!(s.common.given.environment, Some(Environment::Prod));
+        assert_eq!(s.common.given.identity_scope, None);
+        assert_eq!(s.common.store, "sqlite://x.db");
         assert_eq!(s.listen.port(), 8080);
-        assert_eq!(s.salt_buckets, PRODUCTION_BUCKET_COUNT);
+        assert_eq!(s.common.salt_buckets, PRODUCTION_BUCKET_COUNT);
+        // Admin commands read the store and the deployment settings from the same file.
+        let common = with_file.resolve().unwrap();
+        assert_eq!(common, s.common);
 
         let global = GlobalArgs {
             store: Some("sqlite://y.db".into()),
@@ -273,18 +296,12 @@ mod tests {
         };
         let defaults = ServeArgs::default().resolve(&global).unwrap();
         assert_eq!(defaults.operator, OperatorConfig::default());
-        assert_eq!(defaults.store, "sqlite://y.db");
+        assert_eq!(defaults.common.store, "sqlite://y.db");
+        assert_eq!(defaults.common.given, GivenSettings::default());
 
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
-        let none = GlobalArgs::default();
-        assert!(
-            ServeArgs {
-                config: Some(path),
-                ..ServeArgs::default()
-            }
-            .resolve(&none)
-            .is_err()
-        );
+        assert!(ServeArgs::default().resolve(&with_file).is_err());
+        assert!(with_file.resolve().is_err());
         let bad_scope = GlobalArgs {
             identity_scope: Some("xyz".into()),
             ..GlobalArgs::default()

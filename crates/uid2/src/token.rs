@@ -10,8 +10,6 @@
 //! Both print JSON on stdout. Neither prints anything that identifies a person beyond what the
 //! token carries (a raw UID or a first-level hash).
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
@@ -28,6 +26,7 @@ use uid2_proto::token::{
 };
 use uid2_proto::wire::datetime::format_local_date_time;
 
+use crate::admin::open_store;
 use crate::settings::GlobalArgs;
 
 /// `uid2 token …`
@@ -82,32 +81,19 @@ pub(crate) async fn run(global: &GlobalArgs, command: TokenCommand) -> Result<()
     Ok(())
 }
 
-/// The keys of the store named by `--store`, or `None` when there is no such store. Unlike the
-/// admin commands this never creates or bootstraps a store: a fresh one could open nothing.
-async fn store_keys(global: &GlobalArgs) -> Result<Option<KeyRing>> {
-    let url = global.store_url();
-    if let Some(path) = url.strip_prefix("sqlite://")
-        && !Path::new(path).exists()
-    {
-        return Ok(None);
-    }
-    let store = uid2_store::open(&url)
-        .await
-        .with_context(|| format!("opening store {url}"))?;
+/// The keys of the store named by `--store`, opened as the admin commands open it (a missing or
+/// uninitialised store is an error, and nothing is created).
+async fn store_keys(global: &GlobalArgs) -> Result<KeyRing> {
+    let store = open_store(global).await?.store;
     let (keysets, keys) = (store.keysets().await?, store.keys().await?);
-    Ok(Some(KeyState::new(&keysets, &keys).ring))
+    Ok(KeyState::new(&keysets, &keys).ring)
 }
 
 async fn inspect(global: &GlobalArgs, text: &str) -> Result<Value> {
-    let Some(ring) = store_keys(global).await? else {
-        return Ok(unopened(
-            text,
-            format!(
-                "no store at {}: only the prefix is shown",
-                global.store_url()
-            ),
-        )
-        .into());
+    let ring = match store_keys(global).await {
+        Ok(ring) => ring,
+        // What the token says without its keys is still worth printing (exit status 1).
+        Err(e) => return Ok(unopened(text, format!("{e:#}; only the prefix is shown")).into()),
     };
     let now = now_ms();
     let advertising_error = match advertising::decode(text, &ring, i64::MIN) {

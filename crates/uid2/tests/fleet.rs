@@ -96,16 +96,19 @@ async fn raw_call(
     (status, headers, response.bytes().await.unwrap().to_vec())
 }
 
-/// Checks a refused opt-out: 503 with the UID2 status JSON; reports whether it says when to
-/// retry.
+/// Checks a refused opt-out: 503 with the UID2 status JSON and a `Retry-After` (2 s, within
+/// the store breaker's 0.25–4 s backoff).
 fn assert_retryable_refusal(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) {
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(body));
     let json: Value = serde_json::from_slice(body).expect("the UID2 status JSON");
     assert_eq!(json["status"], "unknown", "{json}");
     assert!(json["message"].is_string(), "{json}");
-    println!(
-        "503 opt-out refusal: body {json}, Retry-After {:?}",
-        headers.get("retry-after")
+    assert_eq!(
+        headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("2"),
+        "{headers:?}"
     );
 }
 
@@ -283,7 +286,11 @@ async fn a_store_outage_loses_nothing_and_never_fails_tokens() {
     tokio::time::sleep(Duration::from_secs(12).min(outage)).await;
     // While the store is down, both operators say so and keep serving.
     let health = api.get_text(&format!("{}/ops/healthcheck", f.a.url)).await;
-    assert!(health.starts_with("OK\nstore: unreachable"), "{health}");
+    assert!(
+        health.starts_with("OK\nstore: unreachable for "),
+        "{health}"
+    );
+    assert!(health.contains("not fully synced for "), "{health}");
     let metrics = api.get_text(&format!("{}/metrics", f.b.url)).await;
     assert!(metrics.contains("uid2_store_reachable 0"), "{metrics}");
     let (status, headers, body) = raw_call(

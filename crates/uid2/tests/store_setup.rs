@@ -125,6 +125,7 @@ async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
         .env("UID2_IDENTITY_TOKEN_EXPIRES_AFTER", "600")
         .env("UID2_REFRESH_TOKEN_EXPIRES_AFTER", "1200")
         .env("UID2_REFRESH_IDENTITY_TOKEN_AFTER", "60")
+        .env("UID2_ENVIRONMENT", "integ")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -144,6 +145,17 @@ async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
     std::thread::spawn(move || for _ in reader {});
     assert!(
         lines.iter().any(|l| l.contains("(128 salt buckets)")),
+        "{lines:?}"
+    );
+    // Recorded in the store, as the child `uid2 init` was given it.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("environment integ, v3 raw UIDs false: fixed for this store")),
+        "{lines:?}"
+    );
+    assert!(
+        after(&lines, "API key:").starts_with("UID2-C-I-999-"),
         "{lines:?}"
     );
     let demo = ClientCreds {

@@ -40,7 +40,13 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub struct ApiError {
     code: StatusCode,
     body: ErrorBody,
+    /// `Retry-After` (seconds), for answers that a retry may turn into a success.
+    retry_after_s: Option<u32>,
 }
+
+/// `Retry-After` of a 503: the store's circuit breaker retries within 250 ms to 4 s, so a client
+/// waiting this long usually meets a store that answers again, without piling up retries.
+pub const UNAVAILABLE_RETRY_AFTER_S: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ErrorBody {
@@ -60,6 +66,7 @@ impl ApiError {
                 status,
                 message: Some(message.into()),
             },
+            retry_after_s: None,
         }
     }
 
@@ -80,6 +87,7 @@ impl ApiError {
                 status: ResponseStatus::Unauthorized,
                 message: None,
             },
+            retry_after_s: None,
         }
     }
 
@@ -89,16 +97,21 @@ impl ApiError {
         Self {
             code: StatusCode::UNAUTHORIZED,
             body: ErrorBody::Text("Unauthorized"),
+            retry_after_s: None,
         }
     }
 
-    /// 503 `unknown`: the operator cannot serve now; retrying may succeed.
+    /// 503 `unknown` with `Retry-After` ([`UNAVAILABLE_RETRY_AFTER_S`]): the operator cannot
+    /// serve now (the store is unreachable, say); retrying may succeed.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ResponseStatus::Unknown,
-            message,
-        )
+        Self {
+            retry_after_s: Some(UNAVAILABLE_RETRY_AFTER_S),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ResponseStatus::Unknown,
+                message,
+            )
+        }
     }
 }
 
@@ -112,7 +125,14 @@ impl IntoResponse for ApiError {
             ),
             ErrorBody::Text(text) => ("text/plain", text.as_bytes().to_vec()),
         };
-        (self.code, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        let mut response =
+            (self.code, [(header::CONTENT_TYPE, content_type)], body).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -16,23 +16,37 @@ const SDK_JS: &str = include_str!("../../../../sdk/js/uid2-sdk.js");
 /// publishers' script tags already reference (this SDK keeps their API).
 const SDK_NAMES: &[&str] = &["uid2-sdk.js", "uid2-sdk-1.0.0.js", "uid2-sdk-2.0.0.js"];
 
-/// After this long without reading the store, health reports the snapshot as stale.
+/// After this long without a complete sync pass, health reports the snapshot as behind.
 const STALE_AFTER_MS: i64 = 10_000;
 
 /// `GET /ops/healthcheck`: `OK` while serving. A store outage does not fail the check (the
 /// operator keeps serving from its snapshot, and a load balancer should keep sending traffic);
-/// it is reported in the body.
+/// it is reported in the body, in the words of what is known: how long since the snapshot was
+/// last fully synced, and whether the store cannot be reached at all (rather than answering
+/// with errors, as for a salt table that does not load). `/metrics` says the same as
+/// `uid2_store_sync_age_seconds` and `uid2_store_reachable`.
 pub(super) async fn healthcheck(State(op): State<Arc<Operator>>) -> Response {
-    let age_ms = now_ms() - op.store_health().last_success_ms();
-    let body = if age_ms > STALE_AFTER_MS {
-        format!(
-            "OK\nstore: unreachable for {} s, serving from the last snapshot\n",
-            age_ms / 1000
-        )
-    } else {
-        "OK".to_owned()
-    };
-    ok("text/plain", body)
+    ok("text/plain", health_text(op.store_health(), now_ms()))
+}
+
+/// The healthcheck's body at `now`.
+fn health_text(health: &crate::StoreHealth, now: i64) -> String {
+    let behind_ms = now - health.last_success_ms();
+    if behind_ms <= STALE_AFTER_MS {
+        return "OK".to_owned();
+    }
+    let behind_s = behind_ms / 1000;
+    match health.unreachable_since_ms() {
+        Some(since) => format!(
+            "OK\nstore: unreachable for {} s, not fully synced for {behind_s} s; serving from \
+             the last snapshot\n",
+            (now - since) / 1000
+        ),
+        None => format!(
+            "OK\nstore: reachable, but not fully synced for {behind_s} s (reloading failed); \
+             serving from the last snapshot\n"
+        ),
+    }
 }
 
 /// `GET /static/js/{file}`: the browser SDK.
@@ -84,7 +98,7 @@ pub(super) async fn metrics(State(op): State<Arc<Operator>>) -> Response {
     let gauges = crate::metrics::Gauges {
         store_sync_age_s: (now - health.last_success_ms()) as f64 / 1000.0,
         snapshot_age_s: (now - snap.synced_at_ms) as f64 / 1000.0,
-        store_reachable: health.consecutive_failures() == 0,
+        store_reachable: health.unreachable_since_ms().is_none(),
         store_errors_total: health.errors_total(),
         keys: snap.keys.ring.len(),
         salt_buckets: snap.salts.table.len(),
@@ -95,4 +109,72 @@ pub(super) async fn metrics(State(op): State<Arc<Operator>>) -> Response {
         "text/plain; version=0.0.4",
         crate::metrics::render(&op.request_metrics, &gauges),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use http_body_util::BodyExt;
+    use uid2_proto::salt::BucketSecret;
+    use uid2_store::{Precondition, StoreError};
+    use uid2_testkit::store::HookedStore;
+
+    use super::*;
+    use crate::OperatorConfig;
+
+    async fn text(response: Response) -> String {
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn health_says_unreachable_only_when_the_store_cannot_be_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = uid2_store::open(&format!("sqlite://{}/uid2.db", dir.path().display()))
+            .await
+            .unwrap();
+        let config = OperatorConfig::default();
+        crate::admin::ensure_initialized(store.as_ref(), &config, 64, now_ms(), &mut rand::rng())
+            .await
+            .unwrap();
+        let (hooked, down) = HookedStore::with_outage(store.clone());
+        let op = Operator::load(Arc::new(hooked), config).await.unwrap();
+        assert_eq!(health_text(op.store_health(), now_ms()), "OK");
+
+        // The store cannot be reached: read 30 s on (rather than waiting), health says so.
+        down.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            op.sync_once().await,
+            Err(StoreError::Unavailable(_))
+        ));
+        let later = now_ms() + 30_000;
+        let health = health_text(op.store_health(), later);
+        assert!(
+            health.starts_with("OK\nstore: unreachable for 30 s, not fully synced for 30 s"),
+            "{health}"
+        );
+        let gauges = text(metrics(State(op.clone())).await).await;
+        assert!(gauges.contains("uid2_store_reachable 0"), "{gauges}");
+
+        // It answers again, but the salts it holds do not load (a salt over 64 KiB): the
+        // snapshot stays behind, and the store is not called unreachable.
+        down.store(false, Ordering::SeqCst);
+        let mut bad = store.salts().await.unwrap().unwrap().value;
+        bad.buckets[0].current = BucketSecret::Salt("x".repeat(70_000));
+        store
+            .replace_salt_buckets(&bad, &Precondition::default())
+            .await
+            .unwrap();
+        assert!(matches!(op.sync_once().await, Err(StoreError::Corrupt(_))));
+        let health = health_text(op.store_health(), now_ms() + 30_000);
+        assert!(
+            health.starts_with("OK\nstore: reachable, but not fully synced for 30 s"),
+            "{health}"
+        );
+        assert!(!health.contains("unreachable"), "{health}");
+        let gauges = text(metrics(State(op.clone())).await).await;
+        assert!(gauges.contains("uid2_store_reachable 1"), "{gauges}");
+        assert_eq!(op.store_health().consecutive_failures(), 2);
+    }
 }

@@ -17,7 +17,7 @@ use uid2_operator::{Operator, OperatorConfig, http::router, now_ms};
 use uid2_proto::cipher::GcmKey;
 use uid2_proto::encoding::{base64_decode, base64_encode};
 use uid2_proto::envelope::{open_response, seal_request};
-use uid2_store::{Role, SiteRecord};
+use uid2_store::{Role, SiteRecord, Store};
 
 /// Percent-encodes the base64 characters that mean something in a query string.
 pub fn percent_encode(text: &str) -> String {
@@ -40,6 +40,7 @@ pub struct TestOperator {
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    pub headers: http::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -64,6 +65,15 @@ impl Reply {
 
 impl TestOperator {
     pub async fn start(config: OperatorConfig) -> Self {
+        Self::start_wrapped(config, |store| store).await
+    }
+
+    /// As [`start`](Self::start), with the operator (not the set-up) using the store `wrap`
+    /// makes of the real one.
+    pub async fn start_wrapped(
+        config: OperatorConfig,
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = uid2_store::open(&format!("sqlite://{}/uid2.db", dir.path().display()))
             .await
@@ -135,7 +145,7 @@ impl TestOperator {
         )
         .await
         .unwrap();
-        let operator = Operator::load(store, config).await.unwrap();
+        let operator = Operator::load(wrap(store), config).await.unwrap();
         let router = router(operator.clone());
         Self {
             operator,
@@ -172,6 +182,7 @@ impl TestOperator {
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
@@ -182,6 +193,7 @@ impl TestOperator {
         Reply {
             status,
             content_type,
+            headers,
             body,
         }
     }

@@ -11,9 +11,10 @@ mod pool;
 use std::time::Duration;
 
 use tokio_postgres::{Client, IsolationLevel, Transaction};
-use uid2_proto::salt::SaltTable;
+use uid2_proto::salt::{RawUidSettings, SaltTable};
 
-use crate::queries::{self, clients, keys, optouts, salts, sites};
+use crate::queries::salts::SaltRows;
+use crate::queries::{self, InitialRows, clients, keys, optouts, raw_uids, salts, sites};
 use crate::{
     ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange, KeyRecord,
     KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, SiteRecord, Store,
@@ -131,9 +132,10 @@ impl Store for PostgresStore {
     }
 
     async fn initialize(&self, state: &InitialState) -> Result<bool> {
+        let rows = InitialRows::new(state);
         // A million salt buckets take longer than one call's deadline to write.
         self.write(Limit::PerStatement, async |c| {
-            queries::initialize(c, state).await
+            queries::initialize(c, &rows).await
         })
         .await
     }
@@ -148,6 +150,15 @@ impl Store for PostgresStore {
 
     async fn meta(&self, name: &str) -> Result<Option<String>> {
         self.read(async |c| queries::meta(c, name).await).await
+    }
+
+    async fn raw_uid_settings(&self) -> Result<Option<RawUidSettings>> {
+        self.read(async |c| raw_uids::read(c).await).await
+    }
+
+    async fn adopt_raw_uid_settings(&self, settings: &RawUidSettings) -> Result<RawUidSettings> {
+        self.write(Limit::Call, async |c| raw_uids::adopt(c, settings).await)
+            .await
     }
 
     async fn raise_setting(&self, name: &str, value: i64) -> Result<i64> {
@@ -223,8 +234,9 @@ impl Store for PostgresStore {
         state: &SaltState,
         pre: &Precondition,
     ) -> Result<Conditional<()>> {
+        let rows = SaltRows::new(state);
         self.write(Limit::PerStatement, async |c| {
-            salts::replace(c, state, pre).await
+            salts::replace(c, &rows, pre).await
         })
         .await
     }

@@ -8,12 +8,14 @@
 pub(crate) mod clients;
 pub(crate) mod keys;
 pub(crate) mod optouts;
+pub(crate) mod raw_uids;
 pub(crate) mod salts;
 pub(crate) mod sites;
 
 use crate::sql::{Conn, Lock, Param};
 use crate::{
-    Claim, Conditional, Generations, InitialState, Precondition, Result, StateKind, StoreError,
+    Claim, Conditional, Generations, InitialState, Precondition, Result, SaltState, StateKind,
+    StoreError,
 };
 
 /// Records that `kind` changed: pollers compare this counter to decide what to reload.
@@ -59,8 +61,40 @@ pub(crate) async fn is_initialized(conn: &mut impl Conn) -> Result<bool> {
     .await
 }
 
-/// Writes `state` unless the store holds some already; `conn` is a write transaction.
-pub(crate) async fn initialize(conn: &mut impl Conn, state: &InitialState) -> Result<bool> {
+/// An [`InitialState`] ready to be written: owned, with its salts rendered (see
+/// [`salts::SaltRows`]).
+pub(crate) struct InitialRows {
+    /// Everything but the salt buckets.
+    state: InitialState,
+    salts: salts::SaltRows,
+}
+
+impl InitialRows {
+    /// Prepares `state`.
+    pub(crate) fn new(state: &InitialState) -> Self {
+        Self {
+            salts: salts::SaltRows::new(&state.salts),
+            state: InitialState {
+                api_key_pepper: state.api_key_pepper.clone(),
+                raw_uids: state.raw_uids,
+                // Written from `salts`; not copied.
+                salts: SaltState {
+                    meta: state.salts.meta.clone(),
+                    buckets: Vec::new(),
+                },
+                keysets: state.keysets.clone(),
+                keys: state.keys.clone(),
+                sites: state.sites.clone(),
+                clients: state.clients.clone(),
+                cstg_keypairs: state.cstg_keypairs.clone(),
+            },
+        }
+    }
+}
+
+/// Writes `rows` unless the store holds some state already; `conn` is a write transaction.
+pub(crate) async fn initialize(conn: &mut impl Conn, rows: &InitialRows) -> Result<bool> {
+    let state = &rows.state;
     // Of several operators starting on one empty database, the first initialises it and the
     // others, waiting here, then find it initialised.
     conn.lock(Lock::Initialize).await?;
@@ -72,7 +106,8 @@ pub(crate) async fn initialize(conn: &mut impl Conn, state: &InitialState) -> Re
         &[Param::Text(&state.api_key_pepper)],
     )
     .await?;
-    salts::write(conn, &state.salts).await?;
+    raw_uids::write(conn, &state.raw_uids).await?;
+    salts::write(conn, &rows.salts).await?;
     keys::insert(conn, &state.keysets, &state.keys).await?;
     for site in &state.sites {
         sites::upsert(conn, site).await?;

@@ -2,7 +2,7 @@
 //! official salt-file text, and read one chunk per statement: a million buckets never travel as
 //! one answer, and each chunk gets its own time limit on PostgreSQL.
 
-use uid2_proto::salt::{SaltBucket, SaltTable, parse_salt_file, write_salt_file};
+use uid2_proto::salt::{SaltTable, parse_salt_file, write_salt_file};
 
 use super::{bump, generation, record_claim, refused};
 use crate::sql::{Conn, Lock, Param};
@@ -33,11 +33,12 @@ async fn read_meta(conn: &mut impl Conn) -> Result<Option<(SaltMeta, usize)>> {
     .await
 }
 
-/// Calls `f` with the buckets of each chunk in order; checks they add up to `count`.
+/// Calls `f` with the salt-file text of each chunk in order; `f` returns how many buckets the
+/// chunk held, and they must add up to `count`.
 async fn for_each_chunk(
     conn: &mut impl Conn,
     count: usize,
-    mut f: impl FnMut(Vec<SaltBucket>) -> Result<()>,
+    mut f: impl FnMut(&str) -> Result<usize>,
 ) -> Result<()> {
     let chunks = conn
         .query("SELECT chunk FROM salt_chunks ORDER BY chunk", &[], |r| {
@@ -53,9 +54,7 @@ async fn for_each_chunk(
                 |r| r.text(0),
             )
             .await?;
-        let buckets = parse_salt_file(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        seen += buckets.len();
-        f(buckets)?;
+        seen += f(&text)?;
     }
     if seen != count {
         return Err(StoreError::Corrupt(format!(
@@ -65,6 +64,10 @@ async fn for_each_chunk(
     Ok(())
 }
 
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 /// The salt state with the salts generation; `conn` must read one consistent snapshot.
 pub(crate) async fn versioned(conn: &mut impl Conn) -> Result<Option<Versioned<SaltState>>> {
     let generation = generation(conn, StateKind::Salts).await?;
@@ -72,9 +75,10 @@ pub(crate) async fn versioned(conn: &mut impl Conn) -> Result<Option<Versioned<S
         return Ok(None);
     };
     let mut buckets = Vec::with_capacity(count);
-    for_each_chunk(conn, count, |chunk| {
-        buckets.extend(chunk);
-        Ok(())
+    for_each_chunk(conn, count, |text| {
+        let before = buckets.len();
+        buckets.extend(parse_salt_file(text).map_err(corrupt)?);
+        Ok(buckets.len() - before)
     })
     .await?;
     Ok(Some(Versioned {
@@ -90,38 +94,61 @@ pub(crate) async fn table(conn: &mut impl Conn) -> Result<Option<(SaltMeta, Salt
         return Ok(None);
     };
     let mut table = SaltTable::with_capacity(count);
-    for_each_chunk(conn, count, |chunk| {
-        chunk.iter().try_for_each(|bucket| {
-            table
-                .push(bucket)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
+    // Each chunk's text is packed straight into the table: a million buckets never exist as
+    // owned records (parsing them into records was most of an operator's start-up).
+    for_each_chunk(conn, count, |text| {
+        table.push_salt_file(text).map_err(corrupt)
     })
     .await?;
     Ok(Some((meta, table.finish())))
 }
 
+/// A salt state as stored: settings, bucket count and each chunk's salt-file text, rendered
+/// before the write transaction. SQLite writes on another thread, which must own what it
+/// writes: moving these texts costs nothing, where copying a million owned buckets took longer
+/// than writing them.
+pub(crate) struct SaltRows {
+    meta: SaltMeta,
+    count: usize,
+    chunks: Vec<String>,
+}
+
+impl SaltRows {
+    /// Renders `state`.
+    pub(crate) fn new(state: &SaltState) -> Self {
+        Self {
+            meta: state.meta.clone(),
+            count: state.buckets.len(),
+            chunks: state
+                .buckets
+                .chunks(SALT_CHUNK_BUCKETS)
+                .map(write_salt_file)
+                .collect(),
+        }
+    }
+}
+
 /// Writes the whole salt state; `conn` is a write transaction.
-pub(crate) async fn write(conn: &mut impl Conn, state: &SaltState) -> Result<()> {
+pub(crate) async fn write(conn: &mut impl Conn, rows: &SaltRows) -> Result<()> {
     conn.execute(
         "INSERT INTO salt_meta (id, first_level_salt, id_prefix, id_secret, bucket_count) VALUES (1, $1, $2, $3, $4)
          ON CONFLICT (id) DO UPDATE SET id_prefix = excluded.id_prefix, id_secret = excluded.id_secret,
              bucket_count = excluded.bucket_count",
         &[
-            Param::Text(&state.meta.first_level_salt),
-            Param::Text(&state.meta.id_prefix),
-            Param::Text(&state.meta.id_secret),
-            Param::I64(state.buckets.len() as i64),
+            Param::Text(&rows.meta.first_level_salt),
+            Param::Text(&rows.meta.id_prefix),
+            Param::Text(&rows.meta.id_secret),
+            Param::I64(rows.count as i64),
         ],
     )
     .await?;
     conn.execute("DELETE FROM salt_chunks", &[]).await?;
-    for (i, chunk) in state.buckets.chunks(SALT_CHUNK_BUCKETS).enumerate() {
+    for (i, text) in rows.chunks.iter().enumerate() {
         let i =
             i32::try_from(i).map_err(|_| StoreError::Rejected("too many salt buckets".into()))?;
         conn.execute(
             "INSERT INTO salt_chunks (chunk, buckets) VALUES ($1, $2)",
-            &[Param::I32(i), Param::Text(&write_salt_file(chunk))],
+            &[Param::I32(i), Param::Text(text)],
         )
         .await?;
     }
@@ -131,7 +158,7 @@ pub(crate) async fn write(conn: &mut impl Conn, state: &SaltState) -> Result<()>
 /// Replaces the salt buckets if `pre` holds; `conn` is a write transaction.
 pub(crate) async fn replace(
     conn: &mut impl Conn,
-    state: &SaltState,
+    rows: &SaltRows,
     pre: &Precondition,
 ) -> Result<Conditional<()>> {
     conn.lock(Lock::Salts).await?;
@@ -151,14 +178,14 @@ pub(crate) async fn replace(
                 "the store is not initialised: there are no salts to replace".into(),
             ));
         }
-        Some(current) if current != state.meta.first_level_salt => {
+        Some(current) if current != rows.meta.first_level_salt => {
             return Err(StoreError::Conflict(
                 "the first-level salt cannot change: every opt-out is keyed on it".into(),
             ));
         }
         Some(_) => {}
     }
-    write(conn, state).await?;
+    write(conn, rows).await?;
     if let Some(claim) = &pre.claim {
         record_claim(conn, claim).await?;
     }

@@ -9,9 +9,10 @@
 mod conn;
 
 use rusqlite::TransactionBehavior::{Deferred, Immediate};
-use uid2_proto::salt::SaltTable;
+use uid2_proto::salt::{RawUidSettings, SaltTable};
 
-use crate::queries::{self, clients, keys, optouts, salts, sites};
+use crate::queries::salts::SaltRows;
+use crate::queries::{self, InitialRows, clients, keys, optouts, raw_uids, salts, sites};
 use crate::{
     ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange, KeyRecord,
     KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, SiteRecord, Store,
@@ -60,10 +61,10 @@ impl Store for SqliteStore {
     }
 
     async fn initialize(&self, state: &InitialState) -> Result<bool> {
-        let state = state.clone();
+        let rows = InitialRows::new(state);
         self.conn
             .run(Immediate, async move |c| {
-                queries::initialize(c, &state).await
+                queries::initialize(c, &rows).await
             })
             .await
     }
@@ -84,6 +85,21 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.conn
             .run(Deferred, async move |c| queries::meta(c, &name).await)
+            .await
+    }
+
+    async fn raw_uid_settings(&self) -> Result<Option<RawUidSettings>> {
+        self.conn
+            .run(Deferred, async |c| raw_uids::read(c).await)
+            .await
+    }
+
+    async fn adopt_raw_uid_settings(&self, settings: &RawUidSettings) -> Result<RawUidSettings> {
+        let settings = *settings;
+        self.conn
+            .run(Immediate, async move |c| {
+                raw_uids::adopt(c, &settings).await
+            })
             .await
     }
 
@@ -187,10 +203,10 @@ impl Store for SqliteStore {
         state: &SaltState,
         pre: &Precondition,
     ) -> Result<Conditional<()>> {
-        let (state, pre) = (state.clone(), pre.clone());
+        let (rows, pre) = (SaltRows::new(state), pre.clone());
         self.conn
             .run(Immediate, async move |c| {
-                salts::replace(c, &state, &pre).await
+                salts::replace(c, &rows, &pre).await
             })
             .await
     }

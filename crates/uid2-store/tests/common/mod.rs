@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use uid2_proto::salt::{BucketSecret, SaltBucket};
+use uid2_proto::identity::IdentityScope;
+use uid2_proto::salt::{BucketSecret, Environment, RawUidSettings, SaltBucket};
 use uid2_store::*;
 
 pub fn client(name: &str, lookup: u8) -> ClientRecord {
@@ -28,6 +29,12 @@ pub fn client(name: &str, lookup: u8) -> ClientRecord {
 pub fn initial() -> InitialState {
     InitialState {
         api_key_pepper: "pepper".into(),
+        // Not the defaults, so that a backend answering defaults is caught.
+        raw_uids: RawUidSettings {
+            scope: IdentityScope::Euid,
+            environment: Environment::Prod,
+            v3_from_salts: true,
+        },
         salts: SaltState {
             meta: SaltMeta {
                 first_level_salt: "fls".into(),
@@ -98,6 +105,16 @@ fn claim(job: &str, now_ms: i64) -> Precondition {
 /// Exercises `store`, which must be fresh.
 pub async fn exercise(store: &dyn Store) {
     assert!(!store.is_initialized().await.unwrap());
+    assert_eq!(store.raw_uid_settings().await.unwrap(), None);
+    assert!(
+        matches!(
+            store
+                .adopt_raw_uid_settings(&RawUidSettings::default())
+                .await,
+            Err(StoreError::Rejected(_))
+        ),
+        "an uninitialised store adopts nothing: initialising records the settings"
+    );
     let g0 = store.generations().await.unwrap();
     assert!(store.initialize(&initial()).await.unwrap());
     assert!(
@@ -107,6 +124,22 @@ pub async fn exercise(store: &dyn Store) {
     assert_eq!(
         store.meta("api_key_pepper").await.unwrap().as_deref(),
         Some("pepper")
+    );
+    // The raw UID settings are recorded with the rest, and adopting others changes nothing.
+    assert_eq!(
+        store.raw_uid_settings().await.unwrap(),
+        Some(initial().raw_uids)
+    );
+    assert_eq!(
+        store
+            .adopt_raw_uid_settings(&RawUidSettings::default())
+            .await
+            .unwrap(),
+        initial().raw_uids
+    );
+    assert_eq!(
+        store.raw_uid_settings().await.unwrap(),
+        Some(initial().raw_uids)
     );
 
     let g1 = store.generations().await.unwrap();
@@ -307,6 +340,56 @@ pub async fn exercise(store: &dyn Store) {
     assert_eq!(page[0].first_level_hash, [2; 32]);
     assert_eq!(page[0].advertising_id.as_deref(), Some(&[2u8; 32][..]));
     assert_eq!(page[0].opted_out_at_ms, 1002);
+}
+
+/// Makes an initialised store look like one initialised before raw UID settings were recorded
+/// (the schema is the same; only these rows are new).
+pub const FORGET_RAW_UID_SETTINGS: &str =
+    "DELETE FROM store_meta WHERE name IN ('identity_scope', 'environment', 'v3_raw_uids')";
+
+/// `stores` share one initialised store without recorded raw UID settings (see
+/// [`FORGET_RAW_UID_SETTINGS`]): adopting different settings from each at once records exactly
+/// one of them, which every adopter is told, once.
+pub async fn an_old_store_adopts_settings_once(stores: Vec<Arc<dyn Store>>) {
+    assert_eq!(stores[0].raw_uid_settings().await.unwrap(), None);
+    let offers: Vec<RawUidSettings> = (0..stores.len())
+        .map(|i| RawUidSettings {
+            scope: if i % 2 == 0 {
+                IdentityScope::Uid2
+            } else {
+                IdentityScope::Euid
+            },
+            environment: [Environment::Test, Environment::Integ, Environment::Prod][i % 3],
+            v3_from_salts: i % 4 < 2,
+        })
+        .collect();
+    let tasks: Vec<_> = stores
+        .iter()
+        .zip(&offers)
+        .map(|(store, offer)| {
+            let (store, offer) = (store.clone(), *offer);
+            tokio::spawn(async move { store.adopt_raw_uid_settings(&offer).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let recorded = answers[0];
+    assert!(
+        answers.iter().all(|a| *a == recorded),
+        "adopters disagree: {answers:?}"
+    );
+    assert!(offers.contains(&recorded));
+    for store in &stores {
+        assert_eq!(store.raw_uid_settings().await.unwrap(), Some(recorded));
+    }
+    // Once recorded, they stay.
+    let other = offers.iter().find(|o| **o != recorded).unwrap();
+    assert_eq!(
+        stores[0].adopt_raw_uid_settings(other).await.unwrap(),
+        recorded
+    );
 }
 
 /// The ordering guarantee of [`Store::generations`]: `writers` append opt-outs in parallel

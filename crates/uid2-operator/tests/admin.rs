@@ -1,0 +1,136 @@
+//! Administration against a store that others write at the same time, and the deployment
+//! settings a store is fixed to.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use uid2_operator::admin::{AdminError, add_optout, add_site, ensure_initialized};
+use uid2_operator::rotation::{KeyRotationPolicy, rotate_keys};
+use uid2_operator::{Operator, OperatorConfig, OperatorError, now_ms};
+use uid2_proto::identity::{HashedIdentity, IdentityScope};
+use uid2_store::{SiteRecord, Store, StoreError};
+use uid2_testkit::store::HookedStore;
+
+fn site(id: i32) -> SiteRecord {
+    SiteRecord {
+        id,
+        name: format!("site {id}"),
+        enabled: true,
+        domain_names: vec![],
+        app_names: vec![],
+        created_s: now_ms() / 1000,
+    }
+}
+
+async fn store(config: &OperatorConfig) -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = uid2_store::open(&format!("sqlite://{}/uid2.db", dir.path().display()))
+        .await
+        .unwrap();
+    ensure_initialized(store.as_ref(), config, 64, now_ms(), &mut rand::rng())
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn a_site_added_while_keys_change_gets_its_keyset_and_key() {
+    let (_dir, inner) = store(&OperatorConfig::default()).await;
+    // Just before the site's keys are written (once), another admin adds a site and a rotation
+    // adds a key to every keyset: the ids the first one chose from its reads are taken.
+    let raced = Arc::new(AtomicBool::new(false));
+    let (other, flag) = (inner.clone(), raced.clone());
+    let hooked = HookedStore::new(inner.clone(), move |op| {
+        let race =
+            matches!(op, "insert_keys" | "change_keys") && !flag.swap(true, Ordering::SeqCst);
+        let other = other.clone();
+        async move {
+            if race {
+                // Seeded: the thread's generator cannot be held across awaits of a hook.
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+                add_site(other.as_ref(), site(3001), now_ms(), &mut rng)
+                    .await
+                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
+                rotate_keys(
+                    other.as_ref(),
+                    KeyRotationPolicy::default(),
+                    now_ms(),
+                    &mut rng,
+                    None,
+                )
+                .await?;
+            }
+            Ok(())
+        }
+    });
+
+    add_site(&hooked, site(2001), now_ms(), &mut rand::rng())
+        .await
+        .unwrap();
+    assert!(raced.load(Ordering::SeqCst), "the race was run");
+
+    let keysets = inner.keysets().await.unwrap();
+    let keys = inner.keys().await.unwrap();
+    for site_id in [2001, 3001] {
+        let own: Vec<_> = keysets.iter().filter(|k| k.site_id == site_id).collect();
+        assert_eq!(own.len(), 1, "site {site_id}: {keysets:?}");
+        assert!(
+            keys.iter().any(|k| k.keyset_id == own[0].id),
+            "site {site_id} has a key"
+        );
+    }
+    // Adding the site again changes no keys.
+    let before = inner.generations().await.unwrap().keys;
+    add_site(inner.as_ref(), site(2001), now_ms(), &mut rand::rng())
+        .await
+        .unwrap();
+    assert_eq!(inner.generations().await.unwrap().keys, before);
+}
+
+#[tokio::test]
+async fn settings_that_disagree_with_the_store_are_refused() {
+    let v3 = OperatorConfig {
+        v3_raw_uids: true,
+        ..OperatorConfig::default()
+    };
+    let (_dir, store) = store(&v3).await;
+    let identity = HashedIdentity::from_email("someone@example.com").unwrap();
+
+    // An opt-out with a 32-byte raw UID would never be found by these operators (33 bytes).
+    let refused = add_optout(
+        store.as_ref(),
+        &OperatorConfig::default(),
+        &identity,
+        now_ms(),
+    )
+    .await;
+    match refused {
+        Err(AdminError::Deployment(e)) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("v3 raw UIDs false was given, the store has true"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.optouts_after(0, 10).await.unwrap().is_empty());
+    let recorded = add_optout(store.as_ref(), &v3, &identity, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(recorded.advertising_id.map(|id| id.len()), Some(33));
+
+    let euid = OperatorConfig {
+        identity_scope: IdentityScope::Euid,
+        ..v3.clone()
+    };
+    match Operator::load(store.clone(), euid).await {
+        Err(OperatorError::Deployment(e)) => assert!(
+            e.to_string()
+                .contains("identity scope EUID was given, the store has UID2"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    Operator::load(store, v3).await.unwrap();
+}
