@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::TestOperator;
 use uid2_operator::{OperatorConfig, now_ms};
-use uid2_proto::cstg::{decode_key_text, seal_request};
 use uid2_proto::encoding::base64_decode;
 use uid2_proto::envelope::open_bare_response;
 use uid2_proto::identity::HashedIdentity;
@@ -158,29 +157,10 @@ async fn a_logout_the_store_cannot_take_is_a_503_that_says_when_to_retry() {
 async fn client_side_generation_end_to_end() {
     let t = TestOperator::start(OperatorConfig::default()).await;
     let snap = t.operator.snapshot();
-    let (subscription_id, sub) = snap.cstg.iter().next().unwrap();
-    let site_id = sub.site_id;
-    let record = t
-        .operator
-        .store()
-        .cstg_keypairs()
-        .await
-        .unwrap()
-        .into_iter()
-        .next()
-        .unwrap();
-    let server_public = decode_key_text(&record.public_key).unwrap();
+    let site_id = snap.cstg.values().next().unwrap().site_id;
     let hash = HashedIdentity::from_email("cstg@example.com").unwrap().hash;
     let payload = format!(r#"{{"email_hash":"{hash}"}}"#);
-    let (request, shared) = seal_request(
-        &server_public,
-        subscription_id,
-        now_ms(),
-        None,
-        payload.as_bytes(),
-        &mut rand::rng(),
-    )
-    .unwrap();
+    let (request, shared) = t.cstg_request(payload.as_bytes(), None).await;
     let body = serde_json::to_vec(&request).unwrap();
 
     let ok = t
@@ -224,15 +204,7 @@ async fn client_side_generation_end_to_end() {
             .unwrap()
             .hash
     );
-    let (request, shared) = seal_request(
-        &server_public,
-        subscription_id,
-        now_ms(),
-        None,
-        payload.as_bytes(),
-        &mut rand::rng(),
-    )
-    .unwrap();
+    let (request, shared) = t.cstg_request(payload.as_bytes(), None).await;
     let reply = t
         .send(
             "POST",

@@ -111,6 +111,14 @@ fn render(dialect: Dialect, sql: &str) -> String {
 const MIGRATIONS_TABLE: &str =
     "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
+/// The wall clock in Unix seconds, recorded with each applied migration.
+pub(crate) fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Applies pending migrations; `conn` is a write transaction.
 pub(crate) async fn migrate(conn: &mut impl Conn, now_s: i64) -> Result<()> {
     // Several operators may start at once on an empty database: one migrates, the others wait

@@ -46,13 +46,6 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl PostgresStore {
     /// Connects to `url` (creating or migrating the schema if needed).
     pub async fn connect(url: &str) -> Result<Self> {
@@ -66,7 +59,7 @@ impl PostgresStore {
             description: describe(&config),
             pool: Pool::new(config),
         };
-        let now = now_s();
+        let now = crate::schema::now_s();
         store
             .write(Limit::Call, async |c| crate::schema::migrate(c, now).await)
             .await?;

@@ -25,13 +25,6 @@ pub struct SqliteStore {
     conn: conn::Shared,
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl SqliteStore {
     /// Opens (creating the file, its directory and the schema if needed) the store at `path`.
     pub async fn open(path: &str) -> Result<Self> {
@@ -43,7 +36,7 @@ impl SqliteStore {
             path: path.to_owned(),
             conn,
         };
-        let now = now_s();
+        let now = crate::schema::now_s();
         store
             .conn
             .run(Immediate, async move |c| {
