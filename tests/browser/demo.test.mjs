@@ -56,10 +56,24 @@ async function waitForStatus(page, status, timeout = STATE_TIMEOUT) {
   await page.waitForSelector(`#uid2-status[data-status="${status}"]`, { timeout });
 }
 
+// Clicks a form's button and waits for the page the server redirects to. The URL may be the one
+// already shown, so waiting for the URL would not wait at all: wait for the navigation's GET.
+async function submitForm(page, selector, path = '/') {
+  await Promise.all([
+    page.waitForResponse(
+      (r) =>
+        r.request().isNavigationRequest() &&
+        r.request().method() === 'GET' &&
+        new URL(r.url()).pathname === path,
+    ),
+    page.click(selector),
+  ]);
+}
+
 async function login(page, email, { query = '' } = {}) {
   await page.goto(demo.publisher + '/' + query);
   await page.fill('#email', email);
-  await Promise.all([page.waitForURL(demo.publisher + '/' + query), page.click('#login')]);
+  await submitForm(page, '#login');
   await waitForStatus(page, 'ESTABLISHED');
 }
 
@@ -205,7 +219,7 @@ describe('server-side tokens (publisher login)', () => {
     // Logging in again: the operator now refuses to generate a token for this user.
     await Promise.all([page.waitForURL(/logged_out=1/), page.click('#logout')]);
     await page.fill('#email', email);
-    await Promise.all([page.waitForURL(demo.publisher + '/'), page.click('#login')]);
+    await submitForm(page, '#login');
     await page.waitForSelector('#optout-at-login');
     await waitForStatus(page, 'NO_IDENTITY');
     assert.equal(await cookieIdentity(page), null);
@@ -257,7 +271,7 @@ describe('server-side tokens (publisher login)', () => {
     // Back online, the publisher can get the user a new token.
     await page.unroute(isRefresh);
     await page.waitForSelector('#regenerate:not([hidden])');
-    await Promise.all([page.waitForURL(demo.publisher + '/'), page.click('#regenerate button')]);
+    await submitForm(page, '#regenerate button');
     await waitForStatus(page, 'ESTABLISHED');
     assert.match(await shownToken(page), /^A4/);
   });

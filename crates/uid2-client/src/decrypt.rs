@@ -316,10 +316,9 @@ pub(crate) fn encrypt(
     // A 33-byte raw UID (v3 or v4) carries its identity type in its first byte; a 32-byte one
     // (v2) does not say, and is written as email. (The SDKs' generator guesses from the first
     // base64 character, `B`/`F` meaning phone, which is right for v3 raw UIDs only.)
-    let identity_type = match uid.as_bytes() {
-        [first, ..] if uid.as_bytes().len() == 33 => IdentityType::from_code((first & 0x0c) >> 2),
-        _ => IdentityType::Email,
-    };
+    let identity_type = uid
+        .identity_codes()
+        .map_or(IdentityType::Email, |codes| codes.identity_type());
     let token = AdvertisingToken {
         version: TokenVersion::V4,
         identity: IdentityHeader {

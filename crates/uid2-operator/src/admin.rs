@@ -13,12 +13,13 @@ use uid2_proto::key::{
 use uid2_proto::salt::{BucketSecret, FirstLevelHash, SaltBucket};
 use uid2_store::{
     ClientRecord, Conditional, CstgKeypairRecord, InitialState, KeyChange, KeyRecord, KeysetRecord,
-    NewKey, OptOutRecord, Precondition, Role, SaltMeta, SaltState, SiteRecord, Store, StoreError,
+    NewKey, OptOutRecord, Precondition, Role, SaltMeta, SaltState, SiteKeyset, SiteRecord, Store,
+    StoreError,
 };
 
 use crate::clients::lookup_hash;
 use crate::config::OperatorConfig;
-use crate::deployment::{GivenSettings, SettingsError, settle};
+use crate::deployment::SettledStore;
 
 /// How long a new key stays valid.
 pub const KEY_LIFETIME_S: i64 = 365 * 86_400;
@@ -30,8 +31,6 @@ const BUCKET_REFRESH_STEP_MS: i64 = 30 * 86_400_000;
 pub const DEMO_SITE_ID: i32 = 999;
 /// First id of generated salt buckets (as in the official fixtures).
 const FIRST_BUCKET_ID: u32 = 1_000_000;
-/// A site's keyset write that raced other key writes is retried this many times in all.
-const KEY_WRITE_ATTEMPTS: usize = 8;
 
 /// An administrative action that failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +41,6 @@ pub enum AdminError {
     /// Bad input.
     #[error("{0}")]
     Invalid(String),
-    /// Settings that disagree with those the store records.
-    #[error(transparent)]
-    Deployment(#[from] SettingsError),
 }
 
 const KEY_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -140,16 +136,14 @@ fn keyset(id: i32, site_id: i32, name: &str, now_s: i64) -> KeysetRecord {
     }
 }
 
-/// A key for `keyset_id` activating at `activates_s`.
-pub fn make_key(
-    id: u32,
+/// A key for `keyset_id` activating at `activates_s`, for the store to give an id.
+pub(crate) fn new_key(
     keyset_id: i32,
     activates_s: i64,
     now_s: i64,
     rng: &mut (impl CryptoRng + ?Sized),
-) -> KeyRecord {
-    KeyRecord {
-        id,
+) -> NewKey {
+    NewKey {
         keyset_id,
         secret: random_secret(rng),
         created_s: now_s,
@@ -158,21 +152,15 @@ pub fn make_key(
     }
 }
 
-/// A key for `keyset_id` activating at `activates_s`, for the store to give an id.
-pub(crate) fn new_key(
+/// A key with id `id` for `keyset_id` activating at `activates_s`.
+pub fn make_key(
+    id: u32,
     keyset_id: i32,
     activates_s: i64,
     now_s: i64,
     rng: &mut (impl CryptoRng + ?Sized),
-) -> NewKey {
-    let k = make_key(0, keyset_id, activates_s, now_s, rng);
-    NewKey {
-        keyset_id: k.keyset_id,
-        secret: k.secret,
-        created_s: k.created_s,
-        activates_s: k.activates_s,
-        expires_s: k.expires_s,
-    }
+) -> KeyRecord {
+    new_key(keyset_id, activates_s, now_s, rng).with_id(id)
 }
 
 /// Generates `count` salt buckets.
@@ -332,13 +320,12 @@ pub async fn add_client(
     Ok(client)
 }
 
-/// Adds or updates a site; a new site also gets its own default keyset and a key, so tokens
-/// minted for it are encrypted with its own key.
+/// Adds or updates a site; a site without a keyset also gets its own default keyset and a key,
+/// so tokens minted for it are encrypted with its own key.
 ///
-/// The keyset and key are written in one key change: the store allocates the key's id under its
-/// key lock, and the write holds only if no key write came between reading the keysets and
-/// writing (else it reads again and retries), so neither a rotation nor another site added at
-/// once can take the ids chosen here or make it fail.
+/// The keyset and key are one key change: the store checks that the site has no keyset and
+/// allocates both ids under its key lock, so neither a rotation nor another site added at once
+/// can take those ids or give the site a second keyset.
 pub async fn add_site(
     store: &dyn Store,
     site: SiteRecord,
@@ -353,43 +340,25 @@ pub async fn add_site(
     }
     store.upsert_site(&site).await?;
     let now_s = now_ms / 1000;
-    for _ in 0..KEY_WRITE_ATTEMPTS {
-        // Read before the keysets, so that the write fails if they changed after this.
-        let generation = store.generations().await?.keys;
-        let keysets = store.keysets().await?;
-        if keysets.iter().any(|k| k.site_id == site.id) {
-            return Ok(());
-        }
-        let keyset_id = keysets
-            .iter()
-            .map(|k| k.id)
-            .max()
-            .unwrap_or(0)
-            .max(FALLBACK_PUBLISHER_KEYSET_ID)
-            + 1;
-        let change = KeyChange {
-            keysets: vec![keyset(keyset_id, site.id, &site.name, now_s)],
-            add: vec![new_key(
-                keyset_id,
-                now_s - KEY_ACTIVATION_BACKDATE_S,
-                now_s,
-                rng,
-            )],
-            remove: Vec::new(),
-        };
-        let pre = Precondition {
-            generation: Some(generation),
-            claim: None,
-        };
-        match store.change_keys(&change, &pre).await? {
-            Conditional::Written(_) => return Ok(()),
-            Conditional::Stale | Conditional::Unclaimed => continue,
-        }
+    let activates_s = now_s - KEY_ACTIVATION_BACKDATE_S;
+    let change = KeyChange {
+        site_keyset: Some(SiteKeyset {
+            site_id: site.id,
+            name: site.name,
+            created_s: now_s,
+            key_secret: random_secret(rng),
+            key_activates_s: activates_s,
+            key_expires_s: activates_s + KEY_LIFETIME_S,
+        }),
+        ..KeyChange::default()
+    };
+    match store.change_keys(&change, &Precondition::default()).await? {
+        Conditional::Written(_) => Ok(()),
+        // No precondition was set, so none can fail.
+        Conditional::Stale | Conditional::Unclaimed => Err(AdminError::Store(
+            StoreError::Rejected("an unconditional key change was refused".into()),
+        )),
     }
-    Err(AdminError::Store(StoreError::Conflict(format!(
-        "the keys kept changing while site {} got its keyset; try again",
-        site.id
-    ))))
 }
 
 /// Adds a CSTG key pair for an existing site.
@@ -411,17 +380,15 @@ pub async fn add_cstg(
 }
 
 /// Records an opt-out directly in the store (operators pick it up on their next sync), with the
-/// raw UID the operators on the store map the identity to (for `/v2/optout/status`). The
-/// deployment settings of `config` must be the store's.
+/// raw UID the operators on the store map the identity to (for `/v2/optout/status`): derived with
+/// the store's own deployment settings, as a raw UID derived with others would never be reported
+/// as opted out.
 pub async fn add_optout(
-    store: &dyn Store,
-    config: &OperatorConfig,
+    store: &SettledStore,
     identity: &HashedIdentity,
     now_ms: i64,
 ) -> Result<OptOutRecord, AdminError> {
-    // Checked here, not only by the caller: a raw UID derived with other settings than the
-    // operators' would never be reported as opted out.
-    let settings = settle(store, &GivenSettings::all(config.raw_uid_settings())).await?;
+    let (settings, store) = (store.settings(), store.store());
     let (meta, table) = store
         .salt_table()
         .await?

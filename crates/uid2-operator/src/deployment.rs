@@ -7,6 +7,12 @@
 //! when it is initialised; afterwards they are read from it, and a value given that disagrees is
 //! an error. A store initialised before they were recorded adopts the values first given to it
 //! (or the defaults), once.
+//!
+//! [`settle`] is the one place this is checked: it returns a [`SettledStore`], the store with its
+//! settings, and what derives raw UIDs ([`Operator::load`](crate::Operator::load),
+//! [`add_optout`](crate::admin::add_optout)) takes one, so it cannot be given other settings.
+
+use std::sync::Arc;
 
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::salt::{Environment, RawUidSettings};
@@ -99,14 +105,42 @@ pub enum SettingsError {
     },
 }
 
+/// A store with its deployment settings, settled by [`settle`] (the only way to make one).
+#[derive(Clone)]
+pub struct SettledStore {
+    store: Arc<dyn Store>,
+    settings: RawUidSettings,
+}
+
+impl std::fmt::Debug for SettledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettledStore")
+            .field("store", &self.store.describe())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl SettledStore {
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The deployment settings it records.
+    pub fn settings(&self) -> RawUidSettings {
+        self.settings
+    }
+}
+
 /// The deployment settings of `store`: those it records, checked against `given`. A store
 /// initialised before they were recorded adopts `given` (absent ones at their defaults) now,
 /// once; of several commands or operators doing so at once, the first one's are recorded and the
 /// others are checked against them.
 pub async fn settle(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     given: &GivenSettings,
-) -> Result<RawUidSettings, SettingsError> {
+) -> Result<SettledStore, SettingsError> {
     let recorded = match store.raw_uid_settings().await? {
         Some(recorded) => recorded,
         None => {
@@ -123,7 +157,10 @@ pub async fn settle(
     };
     let disagreements = given.disagreements(&recorded);
     if disagreements.is_empty() {
-        Ok(recorded)
+        Ok(SettledStore {
+            store,
+            settings: recorded,
+        })
     } else {
         Err(SettingsError::Mismatch {
             store: store.describe(),

@@ -31,6 +31,7 @@ use uid2_store::{OptOutRecord, Store, StoreError};
 
 pub use config::OperatorConfig;
 pub use snapshot::Snapshot;
+pub use sync::SyncError;
 
 /// The current time in Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -54,9 +55,9 @@ pub enum OperatorError {
     /// Invalid settings.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// Settings that disagree with those the store records.
+    /// Work run off the async runtime while loading failed.
     #[error(transparent)]
-    Deployment(#[from] deployment::SettingsError),
+    Sync(#[from] SyncError),
 }
 
 /// Health of the connection to the store, as the sync passes and opt-out writes meet it.
@@ -70,7 +71,8 @@ pub struct StoreHealth {
 }
 
 impl StoreHealth {
-    /// A sync pass that met no error: the snapshot is current.
+    /// A sync pass that met no store error (the snapshot may still wait for salts being
+    /// reloaded beside it: [`Snapshot::synced_at_ms`] says when it was last current in every part).
     fn success(&self, now: i64) {
         self.last_success_ms.store(now, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -96,7 +98,7 @@ impl StoreHealth {
         }
     }
 
-    /// When a sync pass last met no error (ms): the snapshot was then current in every part.
+    /// When a sync pass last met no store error (ms).
     pub fn last_success_ms(&self) -> i64 {
         self.last_success_ms.load(Ordering::Relaxed)
     }
@@ -139,17 +141,15 @@ impl std::fmt::Debug for Operator {
 }
 
 impl Operator {
-    /// Loads the whole state from `store`. The identity scope, environment and v3 raw UIDs of
-    /// `config` must be those the store records (a store that predates recording them adopts
-    /// them): see [`deployment`].
+    /// Loads the whole state from `store`. Raw UIDs are derived with the deployment settings
+    /// the store records (see [`deployment`]): they replace those of `config`.
     pub async fn load(
-        store: Arc<dyn Store>,
+        store: deployment::SettledStore,
         config: OperatorConfig,
     ) -> Result<Arc<Self>, OperatorError> {
         config.validate()?;
-        let given = deployment::GivenSettings::all(config.raw_uid_settings());
-        deployment::settle(store.as_ref(), &given).await?;
-        let config = Arc::new(config);
+        let config = Arc::new(config.with_raw_uid_settings(store.settings()));
+        let store = store.store().clone();
         // Before serving: rotations anywhere in the fleet then keep keys as long as the tokens
         // this operator issues can live.
         rotation::record_token_lifetime(store.as_ref(), &config).await?;
@@ -194,7 +194,7 @@ impl Operator {
 
     /// Reads what changed in the store and applies it, each kind on its own (opt-outs first).
     /// Returns whether the snapshot changed, or the first error (what succeeded is applied).
-    pub async fn sync_once(&self) -> Result<bool, StoreError> {
+    pub async fn sync_once(&self) -> Result<bool, SyncError> {
         sync::sync_once(self, None).await
     }
 

@@ -141,9 +141,9 @@ pub async fn rotate_keys(
     // every key that can be superseded, so a concurrent rotation never changes this answer.
     let removed = superseded_keys(&keys, now_s, policy.retention.as_secs() as i64);
     let change = KeyChange {
-        keysets: Vec::new(),
         add,
         remove: removed.clone(),
+        site_keyset: None,
     };
     let pre = Precondition {
         generation: None,

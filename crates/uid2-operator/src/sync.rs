@@ -10,17 +10,42 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use uid2_store::{Generations, StateKind, Store, StoreError};
 
 use crate::clients::ClientIndex;
 use crate::config::OperatorConfig;
-use crate::optout::{COMPACTION_STEPS, OptOutIndexBuilder};
+use crate::optout::{COMPACTION_STEPS, OptOutBatch, OptOutIndex, OptOutIndexBuilder};
 use crate::snapshot::{CstgIndex, KeyState, Salts, SiteIndex, Snapshot, build_cstg};
 use crate::{Operator, OperatorError, now_ms};
 
 /// Opt-outs fetched per store round trip.
 const OPTOUT_PAGE: usize = 50_000;
+
+/// Why a sync pass (or loading the snapshot) was incomplete.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Work run off the async runtime (building or merging the opt-out index, loading salts)
+    /// failed. Not the store's fault, so not counted against its health; the next pass retries.
+    #[error("{what} failed: {reason}")]
+    Task {
+        /// The work.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+/// Maps the failure of the work `what` (a panic in it) to a [`SyncError`].
+fn task_failed(what: &'static str) -> impl FnOnce(JoinError) -> SyncError {
+    move |e| SyncError::Task {
+        what,
+        reason: e.to_string(),
+    }
+}
 
 async fn load_clients(store: &dyn Store) -> Result<Arc<ClientIndex>, StoreError> {
     let pepper = store
@@ -38,10 +63,14 @@ async fn load_keys(store: &dyn Store) -> Result<Arc<KeyState>, StoreError> {
 }
 
 async fn load_salts(store: &dyn Store) -> Result<Option<Arc<Salts>>, StoreError> {
-    Ok(store
-        .salt_table()
-        .await?
-        .map(|(meta, table)| Arc::new(Salts::new(&meta, table))))
+    match store.salt_table().await? {
+        None => Ok(None),
+        // Every identity maps to a bucket: an empty table would fail every request.
+        Some((_, table)) if table.is_empty() => {
+            Err(StoreError::Corrupt("the salt table has no buckets".into()))
+        }
+        Some((meta, table)) => Ok(Some(Arc::new(Salts::new(&meta, table)))),
+    }
 }
 
 async fn load_sites(store: &dyn Store) -> Result<Arc<SiteIndex>, StoreError> {
@@ -76,10 +105,6 @@ async fn fetch_optouts(
     Ok(builder)
 }
 
-fn merge_failed(e: tokio::task::JoinError) -> StoreError {
-    StoreError::Rejected(format!("merging opt-outs failed: {e}"))
-}
-
 /// Loads a complete snapshot.
 pub(crate) async fn load_full(
     store: &dyn Store,
@@ -93,7 +118,7 @@ pub(crate) async fn load_full(
     let optouts = fetch_optouts(store, 0, generations.optout_seq).await?;
     let optouts = tokio::task::spawn_blocking(move || optouts.finish())
         .await
-        .map_err(merge_failed)?;
+        .map_err(task_failed("building the opt-out index"))?;
     Ok(Snapshot {
         config: config.clone(),
         clients: load_clients(store).await?,
@@ -108,7 +133,8 @@ pub(crate) async fn load_full(
 }
 
 /// Replaces the snapshot with `change` of the current one. Serialised with every other
-/// replacement (local opt-outs, compaction), so none is lost.
+/// replacement (local opt-outs, compaction, sync), so none is lost; `change` must be cheap, as
+/// a logout waits for it.
 async fn publish(op: &Operator, change: impl FnOnce(&Snapshot) -> Snapshot) {
     let _guard = op.writer.lock().await;
     let current = op.snapshot();
@@ -117,33 +143,44 @@ async fn publish(op: &Operator, change: impl FnOnce(&Snapshot) -> Snapshot) {
 
 /// Applies the opt-outs committed up to `upto`, and folds this operator's own recent ones
 /// into the recent run; returns whether there were new ones.
-async fn sync_optouts(op: &Operator, upto: i64) -> Result<bool, StoreError> {
-    let snap = op.snapshot();
-    let after = snap.optouts.last_seq();
+async fn sync_optouts(op: &Operator, upto: i64) -> Result<bool, SyncError> {
+    sync_optouts_merging(op, upto, |index, batch| index.with_batch(&batch)).await
+}
+
+/// [`sync_optouts`], merging with `merge` (a test makes it wait).
+///
+/// The merge copies the whole recent run, so it runs off the async runtime and without the
+/// snapshot lock, from the index current when it starts: a logout meanwhile takes the lock and
+/// publishes at once. The merged index is then rebased onto whatever the index became (see
+/// [`OptOutIndex::rebased`]), which is cheap, under the lock.
+async fn sync_optouts_merging(
+    op: &Operator,
+    upto: i64,
+    merge: impl FnOnce(&OptOutIndex, OptOutBatch) -> OptOutIndex + Send + 'static,
+) -> Result<bool, SyncError> {
+    let base = op.snapshot().optouts.clone();
+    let after = base.last_seq();
     let fetched = if upto > after {
         fetch_optouts(op.store.as_ref(), after, upto).await?
     } else {
         OptOutIndexBuilder::default()
     };
     let new = !fetched.is_empty();
-    if !new && snap.optouts.local_len() == 0 {
+    if !new && base.local_len() == 0 {
         return Ok(false);
     }
-    // Sorting a batch (a backlog may hold millions) is done before taking the lock, and the
-    // one merge of the whole batch into the recent run off the async runtime.
-    let batch = tokio::task::spawn_blocking(move || fetched.finish_batch())
-        .await
-        .map_err(merge_failed)?;
-    let _guard = op.writer.lock().await;
-    let current = op.snapshot();
-    let index = current.optouts.clone();
-    let merged = tokio::task::spawn_blocking(move || index.with_batch(&batch))
-        .await
-        .map_err(merge_failed)?;
-    op.snapshot.store(Arc::new(Snapshot {
-        optouts: Arc::new(merged),
-        ..(*current).clone()
-    }));
+    // Sorting a batch (a backlog may hold millions) and merging it both happen here.
+    let (base, merged) = tokio::task::spawn_blocking(move || {
+        let merged = merge(&base, fetched.finish_batch());
+        (base, merged)
+    })
+    .await
+    .map_err(task_failed("merging opt-outs"))?;
+    publish(op, |snap| Snapshot {
+        optouts: Arc::new(snap.optouts.rebased(&base, &merged)),
+        ..snap.clone()
+    })
+    .await;
     Ok(new)
 }
 
@@ -202,7 +239,7 @@ impl Reloaded {
 
 /// Salts loaded from the store, with the generation they are at least as new as (`None`: the
 /// store has none).
-type LoadedSalts = Result<(i64, Option<Arc<Salts>>), StoreError>;
+type LoadedSalts = Result<(i64, Option<Arc<Salts>>), SyncError>;
 
 /// Work the sync loop runs beside itself.
 #[derive(Default)]
@@ -212,13 +249,17 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// Salts of generation `wanted` or newer: the result of a reload started by an earlier pass
-    /// once it is done, else `None` (and a reload is started if none runs).
+    /// The result of the salt reload an earlier pass started, once it is done: salts at least as
+    /// new as the generation that pass wanted, which may be older than `wanted` if the salts
+    /// changed again meanwhile (the caller compares). Else `None`, and a reload of generation
+    /// `wanted` is started if none runs.
     async fn salts(&mut self, store: &Arc<dyn Store>, wanted: i64) -> Option<LoadedSalts> {
         match self.salts.take() {
-            Some(job) if job.is_finished() => Some(job.await.unwrap_or_else(|e| {
-                Err(StoreError::Rejected(format!("reloading salts failed: {e}")))
-            })),
+            Some(job) if job.is_finished() => Some(
+                job.await
+                    .map_err(task_failed("reloading salts"))
+                    .and_then(|loaded| loaded),
+            ),
             Some(running) => {
                 self.salts = Some(running);
                 None
@@ -278,10 +319,11 @@ async fn compact(op: Arc<Operator>) {
 ///
 /// Returns whether the snapshot changed, or the first error (what succeeded is applied anyway).
 /// When every part is current, the snapshot's `synced_at_ms` becomes the start of this pass.
+/// Store errors count against the store's health; a pass that met none clears it.
 pub(crate) async fn sync_once(
     op: &Operator,
     background: Option<&mut Background>,
-) -> Result<bool, StoreError> {
+) -> Result<bool, SyncError> {
     let started = now_ms();
     let store = op.store.as_ref();
     let g = match store.generations().await {
@@ -289,15 +331,19 @@ pub(crate) async fn sync_once(
         Err(e) => {
             op.health
                 .failure(matches!(e, StoreError::Unavailable(_)), now_ms());
-            return Err(e);
+            return Err(e.into());
         }
     };
-    let mut first_error = None;
-    // Whether the store itself could not be reached, as opposed to answering with an error.
-    let mut unreachable = false;
-    let mut fail = |e: StoreError, what: &str| {
+    let mut first_error: Option<SyncError> = None;
+    // Whether the store failed, and whether it could not be reached at all (as opposed to
+    // answering with an error).
+    let (mut store_failed, mut unreachable) = (false, false);
+    let mut fail = |e: SyncError, what: &str| {
         tracing::warn!(error = %e, "reloading {what} failed; serving the previous ones");
-        unreachable |= matches!(e, StoreError::Unavailable(_));
+        if let SyncError::Store(e) = &e {
+            store_failed = true;
+            unreachable |= matches!(e, StoreError::Unavailable(_));
+        }
         first_error.get_or_insert(e);
     };
     let mut changed = match sync_optouts(op, g.optout_seq).await {
@@ -314,39 +360,47 @@ pub(crate) async fn sync_once(
     if stale(StateKind::Clients) {
         match load_clients(store).await {
             Ok(v) => reloaded.clients = Some((g.clients, v)),
-            Err(e) => fail(e, "clients"),
+            Err(e) => fail(e.into(), "clients"),
         }
     }
     if stale(StateKind::Keys) {
         match load_keys(store).await {
             Ok(v) => reloaded.keys = Some((g.keys, v)),
-            Err(e) => fail(e, "keys"),
+            Err(e) => fail(e.into(), "keys"),
         }
     }
     if stale(StateKind::Sites) {
         match load_sites(store).await {
             Ok(v) => reloaded.sites = Some((g.sites, v)),
-            Err(e) => fail(e, "sites"),
+            Err(e) => fail(e.into(), "sites"),
         }
     }
     if stale(StateKind::Cstg) {
         match load_cstg(store).await {
             Ok(v) => reloaded.cstg = Some((g.cstg, v)),
-            Err(e) => fail(e, "CSTG key pairs"),
+            Err(e) => fail(e.into(), "CSTG key pairs"),
         }
     }
     let mut salts_pending = false;
     if stale(StateKind::Salts) {
         let loaded = match background {
             Some(bg) => bg.salts(&op.store, g.salts).await,
-            None => Some(load_salts(store).await.map(|s| (g.salts, s))),
+            None => Some(
+                load_salts(store)
+                    .await
+                    .map(|s| (g.salts, s))
+                    .map_err(SyncError::from),
+            ),
         };
         match loaded {
             Some(Ok((generation, Some(salts)))) => {
                 salts_pending = generation < g.salts;
                 reloaded.salts = Some((generation, salts));
             }
-            Some(Ok((_, None))) => fail(StoreError::Corrupt("the salts vanished".into()), "salts"),
+            Some(Ok((_, None))) => fail(
+                StoreError::Corrupt("the salts vanished".into()).into(),
+                "salts",
+            ),
             Some(Err(e)) => fail(e, "salts"),
             None => salts_pending = true,
         }
@@ -364,15 +418,14 @@ pub(crate) async fn sync_once(
         })
         .await;
     }
+    if store_failed {
+        op.health.failure(unreachable, now_ms());
+    } else {
+        op.health.success(now_ms());
+    }
     match first_error {
-        None => {
-            op.health.success(now_ms());
-            Ok(changed)
-        }
-        Some(e) => {
-            op.health.failure(unreachable, now_ms());
-            Err(e)
-        }
+        None => Ok(changed),
+        Some(e) => Err(e),
     }
 }
 
@@ -419,7 +472,9 @@ mod tests {
         crate::admin::ensure_initialized(store.as_ref(), &config, 64, now_ms(), &mut rand::rng())
             .await
             .unwrap();
-        (dir, Operator::load(store, config).await.unwrap())
+        let given = crate::deployment::GivenSettings::all(config.raw_uid_settings());
+        let settled = crate::deployment::settle(store, &given).await.unwrap();
+        (dir, Operator::load(settled, config).await.unwrap())
     }
 
     #[tokio::test]
@@ -449,7 +504,10 @@ mod tests {
         let flh = [7u8; 32];
         store.append_optout(flh, None, 5_000).await.unwrap();
 
-        assert!(matches!(op.sync_once().await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            op.sync_once().await,
+            Err(crate::SyncError::Store(StoreError::Corrupt(_)))
+        ));
         let snap = op.snapshot();
         assert_eq!(
             snap.optouts.opted_out_at_ms(&FirstLevelHash(flh)),
@@ -509,5 +567,55 @@ mod tests {
         // Nothing more to do.
         background.compact_if_due(&op);
         assert!(background.compaction.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_logout_does_not_wait_for_a_sync_merge_and_survives_it() {
+        let (_dir, op) = operator().await;
+        let store = op.store().clone();
+        // Another operator's opt-out, which the sync pass below fetches and merges.
+        let theirs = [1u8; 32];
+        store.append_optout(theirs, None, 1_000).await.unwrap();
+
+        let (merging_tx, merging_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let upto = store.generations().await.unwrap().optout_seq;
+        let sync = {
+            let op = op.clone();
+            tokio::spawn(async move {
+                sync_optouts_merging(&op, upto, move |index, batch| {
+                    merging_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    index.with_batch(&batch)
+                })
+                .await
+            })
+        };
+        merging_rx.await.unwrap();
+
+        // While the merge is held, a logout on this operator publishes at once.
+        let ours = store.append_optout([2u8; 32], None, 2_000).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), apply_local_optout(&op, &ours))
+            .await
+            .expect("the logout waited for the merge");
+        assert_eq!(
+            op.snapshot()
+                .optouts
+                .opted_out_at_ms(&FirstLevelHash([2u8; 32])),
+            Some(2_000)
+        );
+
+        release_tx.send(()).unwrap();
+        assert!(
+            sync.await.unwrap().unwrap(),
+            "the pass applied new opt-outs"
+        );
+        let optouts = op.snapshot().optouts.clone();
+        for (flh, at) in [([1u8; 32], 1_000), ([2u8; 32], 2_000)] {
+            assert_eq!(optouts.opted_out_at_ms(&FirstLevelHash(flh)), Some(at));
+        }
+        assert_eq!(optouts.last_seq(), upto);
+        // The logout stays local until the next pass folds it in.
+        assert_eq!(optouts.local_len(), 1);
     }
 }

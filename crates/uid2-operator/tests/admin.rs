@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use uid2_operator::admin::{AdminError, add_optout, add_site, ensure_initialized};
+use uid2_operator::admin::{add_optout, add_site, ensure_initialized};
+use uid2_operator::deployment::{GivenSettings, settle};
 use uid2_operator::rotation::{KeyRotationPolicy, rotate_keys};
-use uid2_operator::{Operator, OperatorConfig, OperatorError, now_ms};
+use uid2_operator::{Operator, OperatorConfig, now_ms};
 use uid2_proto::identity::{HashedIdentity, IdentityScope};
 use uid2_store::{SiteRecord, Store, StoreError};
 use uid2_testkit::store::HookedStore;
@@ -96,41 +97,45 @@ async fn settings_that_disagree_with_the_store_are_refused() {
     let (_dir, store) = store(&v3).await;
     let identity = HashedIdentity::from_email("someone@example.com").unwrap();
 
-    // An opt-out with a 32-byte raw UID would never be found by these operators (33 bytes).
-    let refused = add_optout(
-        store.as_ref(),
-        &OperatorConfig::default(),
-        &identity,
-        now_ms(),
+    // An opt-out with a 32-byte raw UID would never be found by these operators (33 bytes):
+    // settings that disagree with the store's do not settle, so nothing can be derived with them.
+    match settle(
+        store.clone(),
+        &GivenSettings::all(OperatorConfig::default().raw_uid_settings()),
     )
-    .await;
-    match refused {
-        Err(AdminError::Deployment(e)) => {
+    .await
+    {
+        Err(e) => {
             let message = e.to_string();
             assert!(
                 message.contains("v3 raw UIDs false was given, the store has true"),
                 "{message}"
             );
         }
-        other => panic!("{other:?}"),
+        Ok(settled) => panic!("{settled:?}"),
     }
-    assert!(store.optouts_after(0, 10).await.unwrap().is_empty());
-    let recorded = add_optout(store.as_ref(), &v3, &identity, now_ms())
+    // Given nothing, the store's own settings are used.
+    let settled = settle(store.clone(), &GivenSettings::default())
         .await
         .unwrap();
+    assert_eq!(settled.settings(), v3.raw_uid_settings());
+    let recorded = add_optout(&settled, &identity, now_ms()).await.unwrap();
     assert_eq!(recorded.advertising_id.map(|id| id.len()), Some(33));
 
     let euid = OperatorConfig {
         identity_scope: IdentityScope::Euid,
         ..v3.clone()
     };
-    match Operator::load(store.clone(), euid).await {
-        Err(OperatorError::Deployment(e)) => assert!(
+    match settle(store.clone(), &GivenSettings::all(euid.raw_uid_settings())).await {
+        Err(e) => assert!(
             e.to_string()
                 .contains("identity scope EUID was given, the store has UID2"),
             "{e}"
         ),
-        other => panic!("{other:?}"),
+        Ok(settled) => panic!("{settled:?}"),
     }
-    Operator::load(store, v3).await.unwrap();
+    let settled = settle(store, &GivenSettings::all(v3.raw_uid_settings()))
+        .await
+        .unwrap();
+    Operator::load(settled, v3).await.unwrap();
 }

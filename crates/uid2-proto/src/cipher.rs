@@ -122,8 +122,8 @@ impl CbcKey {
         }
     }
 
-    /// Decrypts `IV(16) ‖ ciphertext` in place and returns the plaintext, exactly as
-    /// [`cbc_open_in_place`] does, without expanding the key (and without allocating).
+    /// Decrypts `IV(16) ‖ AES-256-CBC/PKCS#7 ciphertext` in place and returns the plaintext,
+    /// without expanding the key again (and without allocating).
     pub fn open_in_place<'a>(&self, boxed: &'a mut [u8]) -> Result<&'a mut [u8], OpenError> {
         if boxed.len() < CBC_IV_LEN + 16 || !(boxed.len() - CBC_IV_LEN).is_multiple_of(16) {
             return Err(OpenError);
@@ -134,22 +134,6 @@ impl CbcKey {
             .decrypt(body, DecryptionContext::Iv128(FixedLength::from(iv)))
             .map_err(|_| OpenError)
     }
-}
-
-/// Decrypts `IV(16) ‖ AES-256-CBC/PKCS#7 ciphertext` in place and returns the plaintext.
-pub fn cbc_open_in_place<'a>(
-    secret: &[u8; 32],
-    boxed: &'a mut [u8],
-) -> Result<&'a mut [u8], OpenError> {
-    if boxed.len() < CBC_IV_LEN + 16 || !(boxed.len() - CBC_IV_LEN).is_multiple_of(16) {
-        return Err(OpenError);
-    }
-    let (iv, body) = boxed.split_at_mut(CBC_IV_LEN);
-    let iv: [u8; CBC_IV_LEN] = (&*iv).try_into().expect("16 bytes");
-    let key = UnboundCipherKey::new(&AES_256, secret).map_err(|_| OpenError)?;
-    let key = PaddedBlockDecryptingKey::cbc_pkcs7(key).map_err(|_| OpenError)?;
-    key.decrypt(body, DecryptionContext::Iv128(FixedLength::from(iv)))
-        .map_err(|_| OpenError)
 }
 
 /// Appends `IV(16) ‖ AES-256-CBC/PKCS#7(plaintext)` to `out`, as the legacy v2 token writer did.
@@ -220,12 +204,6 @@ mod tests {
         let mut boxed = Vec::new();
         cbc_seal_into(&secret, [3u8; 16], b"sixteen bytes!!!", &mut boxed);
         assert_eq!(boxed.len(), 16 + 32);
-        assert_eq!(
-            cbc_open_in_place(&secret, &mut boxed.clone()).unwrap(),
-            b"sixteen bytes!!!"
-        );
-        assert!(cbc_open_in_place(&secret, &mut boxed[..40].to_vec()).is_err());
-        assert!(cbc_open_in_place(&secret, &mut [0u8; 10]).is_err());
         let key = CbcKey::new(&secret);
         assert_eq!(
             key.open_in_place(&mut boxed.clone()).unwrap(),

@@ -90,6 +90,17 @@ pub fn base64_decode_into(text: impl AsRef<[u8]>, out: &mut [u8]) -> Result<usiz
         .map_err(|_| DecodeError("base64"))
 }
 
+/// Decodes standard base64 of exactly `N` bytes (a key, an IV), as the official operator decodes
+/// base64 (see the module comment); any other length is an error.
+pub fn base64_decode_array<const N: usize>(text: impl AsRef<[u8]>) -> Result<[u8; N], DecodeError> {
+    let mut out = [0u8; N];
+    // `base64_decode_into` refuses text that decodes to more than `N` bytes.
+    match base64_decode_into(text, &mut out)? {
+        n if n == N => Ok(out),
+        _ => Err(DecodeError("base64")),
+    }
+}
+
 /// URL-safe base64 without padding, as v4 advertising tokens are written.
 pub fn base64url_encode(bytes: &[u8]) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes)
@@ -111,6 +122,26 @@ pub fn base64url_decode_into(text: impl AsRef<[u8]>, out: &mut [u8]) -> Result<u
     URL_SAFE_UNPADDED
         .decode_slice(text, out)
         .map_err(|_| DecodeError("base64url"))
+}
+
+/// Whether `text` decodes as URL-safe base64 (padded or not), without keeping the bytes: for
+/// segments that must be well-formed but are never read, checked without allocating.
+pub fn is_base64url(text: impl AsRef<[u8]>) -> bool {
+    // Decoded a block at a time into a stack buffer. A block of whole 4-character quanta decodes
+    // on its own exactly as it does within the text, except that padding is only valid at the
+    // very end, so an `=` in any block but the last makes the text invalid.
+    const BLOCK_CHARS: usize = 256;
+    let mut scratch = [0u8; BLOCK_CHARS / 4 * 3];
+    let mut blocks = text.as_ref().chunks(BLOCK_CHARS).peekable();
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        if (!last && block.contains(&b'='))
+            || URL_SAFE_UNPADDED.decode_slice(block, &mut scratch).is_err()
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// Lower-case hex of `bytes`.
@@ -176,6 +207,52 @@ mod tests {
         assert!(hex_decode::<2>("abc").is_err());
         assert!(hex_decode::<2>("abcg").is_err());
         assert_eq!(hex_encode(&[0xab, 0x01]), "ab01");
+    }
+
+    #[test]
+    fn arrays_decode_only_at_their_exact_length() {
+        let key = [7u8; 32];
+        let text = base64_encode(&key);
+        assert_eq!(base64_decode_array::<32>(&text), Ok(key));
+        assert_eq!(
+            base64_decode_array::<32>(text.trim_end_matches('=')),
+            Ok(key)
+        );
+        assert!(base64_decode_array::<32>(base64_encode(&[7u8; 31])).is_err());
+        assert!(base64_decode_array::<32>(base64_encode(&[7u8; 33])).is_err());
+        assert!(base64_decode_array::<32>(base64_encode(&[7u8; 64])).is_err());
+        assert!(base64_decode_array::<32>("not base64!").is_err());
+        assert_eq!(base64_decode_array::<1>("QR=="), Ok([b'A']));
+        assert_eq!(
+            base64_decode_array::<12>(base64_encode(&[1u8; 12])),
+            Ok([1u8; 12])
+        );
+    }
+
+    #[test]
+    fn base64url_validation_agrees_with_decoding() {
+        // Every string of up to five characters over an alphabet with the awkward cases, alone
+        // and behind a block boundary of the validator.
+        let alphabet = ["A", "Q", "-", "_", "=", "+", "."];
+        let mut texts = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|t| t.len() == texts.last().map_or(0, String::len))
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(longer);
+        }
+        for prefix in ["", &"AbC-".repeat(64), &"AbC-".repeat(63)] {
+            for text in &texts {
+                let text = format!("{prefix}{text}");
+                assert_eq!(
+                    is_base64url(&text),
+                    base64url_decode(&text).is_ok(),
+                    "{text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -62,6 +62,47 @@ impl IdentityScope {
     }
 }
 
+/// Scope and identity type as a byte carries them, `scope << 4 | type << 2`: the header byte of
+/// tokens and the first byte of v3 and v4 raw UIDs.
+///
+/// The codes are kept as written (a type code of 2 or 3 stays 2 or 3, although it reads as phone)
+/// so that two bytes can be compared exactly, as the official operator compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdentityCodes {
+    /// The 1-bit scope code (bit 4).
+    pub scope: u8,
+    /// The 2-bit identity type code (bits 2 and 3).
+    pub identity_type: u8,
+}
+
+impl IdentityCodes {
+    /// The codes of a header or raw-UID byte; the other bits are ignored.
+    pub fn from_byte(b: u8) -> Self {
+        Self {
+            scope: (b & 0x10) >> 4,
+            identity_type: (b & 0x0c) >> 2,
+        }
+    }
+
+    /// The codes of a scope and type.
+    pub fn of(scope: IdentityScope, identity_type: IdentityType) -> Self {
+        Self {
+            scope: scope.code(),
+            identity_type: identity_type.code(),
+        }
+    }
+
+    /// The scope.
+    pub fn scope(self) -> IdentityScope {
+        IdentityScope::from_code(self.scope)
+    }
+
+    /// The identity type, as the SDKs read it (any non-zero code is phone).
+    pub fn identity_type(self) -> IdentityType {
+        IdentityType::from_code(self.identity_type)
+    }
+}
+
 /// Input that is not a valid email, phone number or identity hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {

@@ -16,7 +16,7 @@
 //! then either `max_vendor_id` bits (vendor `i + 1` at bit `i`) or `num_entries 12` entries of
 //! `is_range 1 ‖ start_or_only 16 [‖ end 16]`.
 
-use crate::encoding::base64url_decode;
+use crate::encoding::{base64url_decode, is_base64url};
 
 /// The TCF vendor id of the EUID operator (the official operator's `tcf_vendor_id` default).
 pub const EUID_VENDOR_ID: u16 = 21;
@@ -135,8 +135,8 @@ pub struct TcString {
     pub cmp_version: u16,
     /// The CMP screen consent was given on.
     pub consent_screen: u8,
-    /// Two letters, e.g. `EN`.
-    pub consent_language: String,
+    /// Two letters, e.g. `*b"EN"` (`b'A'` plus each 6-bit value).
+    pub consent_language: [u8; 2],
     /// The global vendor list version.
     pub vendor_list_version: u16,
     /// The TCF policy version.
@@ -153,8 +153,8 @@ pub struct TcString {
     pub purposes_li_transparency: IdBits,
     /// Purpose 1 was not disclosed (publisher country rules).
     pub purpose_one_treatment: bool,
-    /// Two letters, the publisher's country.
-    pub publisher_cc: String,
+    /// Two letters, the publisher's country, as `consent_language`.
+    pub publisher_cc: [u8; 2],
     /// Vendors the user consented to.
     pub vendor_consents: VendorSet,
     /// Vendors whose legitimate interest was disclosed.
@@ -167,8 +167,9 @@ impl TcString {
         let mut segments = text.split('.');
         let core = base64url_decode(segments.next().unwrap_or_default())
             .map_err(|_| TcfError::NotBase64)?;
-        for segment in segments {
-            base64url_decode(segment).map_err(|_| TcfError::NotBase64)?;
+        // The optional segments are never read: checked, not decoded.
+        if !segments.all(is_base64url) {
+            return Err(TcfError::NotBase64);
         }
         let mut r = BitReader::new(&core);
         let version = r.read(6, "version")? as u8;
@@ -291,12 +292,10 @@ impl<'a> BitReader<'a> {
     }
 
     /// Two 6-bit letters (`A` + value), as languages and countries are written.
-    fn letters(&mut self, field: &'static str) -> Result<String, TcfError> {
+    fn letters(&mut self, field: &'static str) -> Result<[u8; 2], TcfError> {
         let first = self.read(6, field)? as u8;
         let second = self.read(6, field)? as u8;
-        Ok([char::from(b'A' + first), char::from(b'A' + second)]
-            .into_iter()
-            .collect())
+        Ok([b'A' + first, b'A' + second])
     }
 }
 
@@ -315,10 +314,7 @@ mod tests {
         assert_eq!(tc.last_updated_ms, 1_612_285_260_000); // 2021-02-02T17:01:00Z
         assert_eq!((tc.cmp_id, tc.cmp_version, tc.consent_screen), (675, 2, 1));
         assert_eq!((tc.vendor_list_version, tc.policy_version), (15, 2));
-        assert_eq!(
-            (tc.consent_language.as_str(), tc.publisher_cc.as_str()),
-            ("EN", "AA")
-        );
+        assert_eq!((&tc.consent_language, &tc.publisher_cc), (b"EN", b"AA"));
         assert!(!tc.is_service_specific && !tc.use_non_standard_texts);
         assert!(tc.purpose_one_treatment);
         assert_eq!(tc.special_feature_opt_ins.ids().collect::<Vec<_>>(), [1]);

@@ -160,6 +160,10 @@ fn header_and_raw_uid_must_agree() {
         decoded.check_raw_uid_identity(),
         Err(TokenError::IdentityMismatch)
     );
+    assert_eq!(
+        advertising::decode_checked(&text, &ring, NOW),
+        Err(TokenError::IdentityMismatch)
+    );
     uid[0] = 0x00;
     t.raw_uid = RawUid::from_slice(&uid).unwrap();
     let text = t.encode_with_ivs(&master, &site, [0; 12], [0; 12]);
@@ -169,6 +173,20 @@ fn header_and_raw_uid_must_agree() {
             .check_raw_uid_identity(),
         Ok(())
     );
+    assert!(advertising::decode_checked(&text, &ring, NOW).is_ok());
+    // Codes are compared as written: type code 3 reads as phone but is not the header's 1.
+    t.identity.identity_type = IdentityType::Phone;
+    uid[0] = 0x0c;
+    t.raw_uid = RawUid::from_slice(&uid).unwrap();
+    let text = t.encode_with_ivs(&master, &site, [0; 12], [0; 12]);
+    assert_eq!(
+        advertising::decode_checked(&text, &ring, NOW),
+        Err(TokenError::IdentityMismatch)
+    );
+    uid[0] = 0x04;
+    t.raw_uid = RawUid::from_slice(&uid).unwrap();
+    let text = t.encode_with_ivs(&master, &site, [0; 12], [0; 12]);
+    assert!(advertising::decode_checked(&text, &ring, NOW).is_ok());
 }
 
 #[test]

@@ -95,7 +95,8 @@ pub trait Store: Send + Sync + 'static {
     fn describe(&self) -> String;
 
     /// Writes `state` if the store has never been initialised; returns whether it did. Atomic:
-    /// of several operators starting on one empty database, exactly one initialises it.
+    /// of several operators starting on one empty database, exactly one initialises it. A state
+    /// without salt buckets is [`StoreError::Rejected`].
     async fn initialize(&self, state: &InitialState) -> Result<bool>;
 
     /// Whether the store has been initialised.
@@ -141,10 +142,9 @@ pub trait Store: Send + Sync + 'static {
     async fn keysets(&self) -> Result<Vec<KeysetRecord>>;
     /// Every key.
     async fn keys(&self) -> Result<Vec<KeyRecord>>;
-    /// Adds keysets and keys with the ids they carry, in one transaction.
-    async fn insert_keys(&self, keysets: &[KeysetRecord], keys: &[KeyRecord]) -> Result<()>;
-    /// Adds keysets and keys (allocating the keys' ids) and removes keys, in one transaction
-    /// serialised with every other key write, if `pre` holds; returns the new keys' ids.
+    /// Adds keys, removes keys and creates a site's keyset (allocating every new id), in one
+    /// transaction serialised with every other key write, if `pre` holds; returns the new keys'
+    /// ids (see [`KeyChange`]).
     async fn change_keys(
         &self,
         change: &KeyChange,
@@ -156,7 +156,8 @@ pub trait Store: Send + Sync + 'static {
     /// The salt settings and buckets packed into a table, built chunk by chunk (what an operator
     /// loads: a million buckets never exist as owned records).
     async fn salt_table(&self) -> Result<Option<(SaltMeta, uid2_proto::salt::SaltTable)>>;
-    /// Replaces the salt buckets if `pre` holds (the first-level salt must not change).
+    /// Replaces the salt buckets if `pre` holds (the first-level salt must not change, and there
+    /// must be at least one bucket: [`StoreError::Rejected`] otherwise).
     async fn replace_salt_buckets(
         &self,
         state: &SaltState,

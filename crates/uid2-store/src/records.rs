@@ -180,16 +180,49 @@ pub struct NewKey {
     pub expires_s: i64,
 }
 
-/// A change to keysets and keys, made in one transaction. New keys get ids above every id in
-/// use, allocated inside that transaction, so concurrent changes never collide.
+impl NewKey {
+    /// The key with the id the store gave it.
+    pub fn with_id(self, id: u32) -> KeyRecord {
+        KeyRecord {
+            id,
+            keyset_id: self.keyset_id,
+            secret: self.secret,
+            created_s: self.created_s,
+            activates_s: self.activates_s,
+            expires_s: self.expires_s,
+        }
+    }
+}
+
+/// A site's default keyset and its first key, for a [`KeyChange`] to create if the site has no
+/// keyset yet. The store allocates both ids in the change's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteKeyset {
+    /// The site.
+    pub site_id: i32,
+    /// The keyset's name.
+    pub name: String,
+    /// Creation of the keyset and its key (s).
+    pub created_s: i64,
+    /// The first key's 32-byte secret.
+    pub key_secret: [u8; 32],
+    /// The first key's activation (s).
+    pub key_activates_s: i64,
+    /// The first key's expiry (s).
+    pub key_expires_s: i64,
+}
+
+/// A change to keysets and keys, made in one transaction. New keysets and keys get ids above
+/// every id in use, allocated inside that transaction, so concurrent changes never collide.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyChange {
-    /// Keysets to add.
-    pub keysets: Vec<KeysetRecord>,
     /// Keys to add, in order; their ids are returned in the same order.
     pub add: Vec<NewKey>,
     /// Ids of keys to remove.
     pub remove: Vec<u32>,
+    /// A default keyset to create for a site, unless the site has a keyset when the change is
+    /// made (checked in its transaction, so two changes for one site create one keyset).
+    pub site_keyset: Option<SiteKeyset>,
 }
 
 /// Operator-wide salt settings. The first-level salt never changes: opt-outs are keyed on it.

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use uid2_store::*;
 
 #[tokio::test]
@@ -23,10 +21,7 @@ async fn sqlite_store_honours_the_contract() {
 async fn sqlite_writers_in_parallel_keep_the_ordering_guarantee() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/uid2.db", dir.path().display());
-    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
-    for _ in 0..4 {
-        stores.push(open(&url).await.unwrap());
-    }
+    let stores = common::stores(&url, 4).await;
     stores[0].initialize(&common::initial()).await.unwrap();
     common::concurrent_key_changes_all_apply(stores.clone()).await;
     common::optouts_become_visible_in_order(stores.clone(), stores[0].clone(), 50).await;
@@ -47,10 +42,7 @@ async fn sqlite_store_initialised_before_settings_were_recorded_adopts_them_once
         .unwrap()
         .execute(common::FORGET_RAW_UID_SETTINGS, [])
         .unwrap();
-    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
-    for _ in 0..4 {
-        stores.push(open(&url).await.unwrap());
-    }
+    let stores = common::stores(&url, 4).await;
     common::an_old_store_adopts_settings_once(stores).await;
 }
 

@@ -3,19 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uid2_store::*;
 use uid2_testkit::pg::PgCluster;
-
-async fn stores(url: &str, n: usize) -> Vec<Arc<dyn Store>> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(open(url).await.unwrap());
-    }
-    out
-}
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
@@ -63,7 +54,7 @@ async fn operators_starting_together_on_an_empty_database_initialise_it_once() {
 async fn postgres_store_initialised_before_settings_were_recorded_adopts_them_once() {
     let cluster = PgCluster::start().unwrap();
     let url = cluster.database("adopt").unwrap();
-    let adopters = stores(&url, 6).await;
+    let adopters = common::stores(&url, 6).await;
     adopters[0].initialize(&common::initial()).await.unwrap();
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -82,7 +73,7 @@ async fn parallel_writers_on_postgres_keep_the_ordering_guarantee() {
     let cluster = PgCluster::start().unwrap();
     let url = cluster.database("ordering").unwrap();
     // Eight stores, each with its own connections, as eight operators would be.
-    let writers = stores(&url, 8).await;
+    let writers = common::stores(&url, 8).await;
     writers[0].initialize(&common::initial()).await.unwrap();
     common::concurrent_key_changes_all_apply(writers.clone()).await;
     let reader = open(&url).await.unwrap();

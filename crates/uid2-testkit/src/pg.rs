@@ -10,7 +10,7 @@
 //! kernel and then never answered, as with a hung host or a network partition).
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// A cluster operation that failed.
@@ -225,9 +225,14 @@ impl PgCluster {
         Ok(())
     }
 
+    /// The connection URL of the database `name`.
+    fn database_url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
     /// The connection URL of the `postgres` database.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.database_url("postgres")
     }
 
     /// A URL of a fresh database `name` in this cluster (created now).
@@ -244,10 +249,7 @@ impl PgCluster {
                 &format!("CREATE DATABASE \"{name}\""),
             ],
         )?;
-        Ok(format!(
-            "postgres://postgres@127.0.0.1:{}/{name}",
-            self.port
-        ))
+        Ok(self.database_url(name))
     }
 
     /// Stops the server (fast shutdown: clients are disconnected, committed data is kept).
@@ -303,11 +305,6 @@ impl PgCluster {
     /// Lets a paused server run again (`SIGCONT`).
     pub fn resume(&self) -> Result<()> {
         self.signal("-CONT", true)
-    }
-
-    /// The directory holding the cluster.
-    pub fn path(&self) -> &Path {
-        &self.dir
     }
 }
 

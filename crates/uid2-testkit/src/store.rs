@@ -56,11 +56,6 @@ impl HookedStore {
         });
         (store, switch)
     }
-
-    /// The wrapped store.
-    pub fn inner(&self) -> &Arc<dyn Store> {
-        &self.inner
-    }
 }
 
 #[async_trait::async_trait]
@@ -144,11 +139,6 @@ impl Store for HookedStore {
     async fn keys(&self) -> Result<Vec<KeyRecord>> {
         (self.hook)("keys").await?;
         self.inner.keys().await
-    }
-
-    async fn insert_keys(&self, keysets: &[KeysetRecord], keys: &[KeyRecord]) -> Result<()> {
-        (self.hook)("insert_keys").await?;
-        self.inner.insert_keys(keysets, keys).await
     }
 
     async fn change_keys(

@@ -7,13 +7,12 @@
 //! interval.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use uid2_operator::admin::{self, Bootstrap, ensure_initialized};
-use uid2_operator::deployment::settle;
+use uid2_operator::deployment::{SettledStore, settle};
 use uid2_operator::{OperatorConfig, now_ms};
 use uid2_proto::identity::{HashedIdentity, IdentityType};
 use uid2_proto::salt::RawUidSettings;
@@ -160,8 +159,8 @@ pub(crate) const SETTINGS_CONTEXT: &str = "checking the deployment settings give
 
 /// An initialised store, with the operator settings that go with it.
 pub(crate) struct AdminStore {
-    /// The store.
-    pub store: Arc<dyn Store>,
+    /// The store, with its deployment settings.
+    pub settled: SettledStore,
     /// The default operator settings with the store's deployment settings.
     pub config: OperatorConfig,
 }
@@ -184,12 +183,12 @@ pub(crate) async fn open_store(global: &GlobalArgs) -> Result<AdminStore> {
     if !store.is_initialized().await? {
         return Err(not_initialized(&store.describe()));
     }
-    let deployment = settle(store.as_ref(), &common.given)
+    let settled = settle(store, &common.given)
         .await
         .context(SETTINGS_CONTEXT)?;
     Ok(AdminStore {
-        store,
-        config: OperatorConfig::default().with_raw_uid_settings(deployment),
+        config: OperatorConfig::default().with_raw_uid_settings(settled.settings()),
+        settled,
     })
 }
 
@@ -234,7 +233,7 @@ pub(crate) async fn init(global: &GlobalArgs) -> Result<()> {
     match ensure_initialized(store.as_ref(), &config, buckets, now_ms(), &mut rand::rng()).await? {
         Some(boot) => print_bootstrap(&described, buckets, &deployment, &boot),
         None => {
-            settle(store.as_ref(), &common.given)
+            settle(store, &common.given)
                 .await
                 .context(SETTINGS_CONTEXT)?;
             println!("The store {described} is already initialised; nothing changed.");
@@ -244,7 +243,8 @@ pub(crate) async fn init(global: &GlobalArgs) -> Result<()> {
 }
 
 pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Result<()> {
-    let AdminStore { store, config } = open_store(global).await?;
+    let AdminStore { settled, config } = open_store(global).await?;
+    let store = settled.store();
     match command {
         ClientCommand::Add {
             name,
@@ -322,7 +322,7 @@ async fn set_disabled(store: &dyn Store, client: &str, disabled: bool) -> Result
 }
 
 pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()> {
-    let store = open_store(global).await?.store;
+    let store = open_store(global).await?.settled.store().clone();
     match command {
         SiteCommand::Add {
             id,
@@ -363,7 +363,8 @@ pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()
 }
 
 pub(crate) async fn cstg(global: &GlobalArgs, command: CstgCommand) -> Result<()> {
-    let AdminStore { store, config } = open_store(global).await?;
+    let AdminStore { settled, config } = open_store(global).await?;
+    let store = settled.store();
     match command {
         CstgCommand::Add { site_id, json } => {
             let k = admin::add_cstg(store.as_ref(), &config, site_id, now_ms(), &mut rand::rng())
@@ -394,10 +395,10 @@ pub(crate) async fn cstg(global: &GlobalArgs, command: CstgCommand) -> Result<()
 }
 
 pub(crate) async fn optout(global: &GlobalArgs, command: OptoutCommand) -> Result<()> {
-    let AdminStore { store, config } = open_store(global).await?;
+    let AdminStore { settled, .. } = open_store(global).await?;
     let OptoutCommand::Add(target) = command;
     let identity = target.identity()?;
-    let record = admin::add_optout(store.as_ref(), &config, &identity, now_ms()).await?;
+    let record = admin::add_optout(&settled, &identity, now_ms()).await?;
     println!("opt-out recorded (sequence {})", record.seq);
     Ok(())
 }

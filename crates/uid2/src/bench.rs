@@ -37,7 +37,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, env = "UID2_API_KEY")]
     key: String,
     /// Client secret.
-    #[arg(long, env = "UID2_SECRET")]
+    #[arg(long, env = "UID2_SECRET_KEY")]
     secret: String,
     /// Endpoints to measure (repeatable).
     #[arg(long = "endpoint", value_enum, default_values_t = [Endpoint::Generate, Endpoint::Refresh, Endpoint::Map])]

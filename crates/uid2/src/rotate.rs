@@ -53,7 +53,7 @@ fn days(d: Duration) -> f64 {
 }
 
 pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()> {
-    let store = open_store(global).await?.store;
+    let store = open_store(global).await?.settled.store().clone();
     match command {
         KeysCommand::List => {
             let keys = store.keys().await?;
@@ -109,7 +109,7 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
 }
 
 pub(crate) async fn salts(global: &GlobalArgs, command: SaltsCommand) -> Result<()> {
-    let store = open_store(global).await?.store;
+    let store = open_store(global).await?.settled.store().clone();
     let SaltsCommand::Rotate { fraction } = command;
     if !(fraction > 0.0 && fraction <= 1.0) {
         bail!("--fraction must be in (0, 1], not {fraction}");

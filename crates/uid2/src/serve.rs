@@ -21,14 +21,14 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     if !store.is_initialized().await? {
         initialize_in_child(&settings).await?;
     }
-    let deployment = settle(store.as_ref(), &settings.common.given)
+    let settled = settle(store.clone(), &settings.common.given)
         .await
         .context(crate::admin::SETTINGS_CONTEXT)?;
-    let config = settings.operator.with_raw_uid_settings(deployment);
-
+    // Loaded first: rotations must keep keys as long as this operator's tokens live, which
+    // loading records in the store.
+    let operator = Operator::load(settled, settings.operator).await?;
     crate::rotate::spawn_scheduler(store.clone(), settings.schedule);
     warn_if_keys_expire_soon(store.as_ref(), settings.schedule).await;
-    let operator = Operator::load(store, config).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;

@@ -8,7 +8,9 @@
 //!   a bidder, and prints the decryption status and fields.
 //!
 //! Both print JSON on stdout. Neither prints anything that identifies a person beyond what the
-//! token carries (a raw UID or a first-level hash).
+//! token carries (a raw UID or a first-level hash); for the v2 API's refresh token, inspect also
+//! prints the `refresh_response_key` sealed inside it, which whoever holds that token was handed
+//! beside it anyway.
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -53,7 +55,7 @@ pub(crate) struct DecryptArgs {
     #[arg(long, env = "UID2_API_KEY")]
     key: String,
     /// Client secret (base64).
-    #[arg(long, env = "UID2_SECRET")]
+    #[arg(long, env = "UID2_SECRET_KEY")]
     secret: String,
     /// The bid request's site domain or app name (checked for client-side generated tokens).
     #[arg(long)]
@@ -84,7 +86,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: TokenCommand) -> Result<()
 /// The keys of the store named by `--store`, opened as the admin commands open it (a missing or
 /// uninitialised store is an error, and nothing is created).
 async fn store_keys(global: &GlobalArgs) -> Result<KeyRing> {
-    let store = open_store(global).await?.store;
+    let store = open_store(global).await?.settled.store().clone();
     let (keysets, keys) = (store.keysets().await?, store.keys().await?);
     Ok(KeyState::new(&keysets, &keys).ring)
 }

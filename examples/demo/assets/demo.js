@@ -341,7 +341,12 @@
     if (origin) {
       origin.textContent = location.origin;
       const host = location.hostname;
-      const allowed = host === config.allowedDomain || host.endsWith('.' + config.allowedDomain);
+      // The operator compares the origin's registrable domain with the site's list; for the
+      // demo's `localhost` that is localhost itself or one label under it (x.localhost).
+      const domain = config.allowedDomain;
+      const allowed =
+        host === domain ||
+        (domain === 'localhost' ? /^[^.]+\.localhost$/.test(host) : host.endsWith('.' + domain));
       $('origin-verdict').textContent = allowed
         ? '✓ one of the site’s domains'
         : '✗ not one of the site’s domains: expect the operator to refuse (403 invalid_http_origin)';

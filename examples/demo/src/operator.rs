@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use uid2_operator::admin::ensure_initialized;
+use uid2_operator::deployment::{GivenSettings, settle};
 use uid2_operator::{Operator, OperatorConfig, now_ms};
 
 use crate::setup::{self, DemoCredentials};
@@ -46,7 +47,9 @@ pub(crate) async fn load(
         tracing::info!(store = store_url, salt_buckets, "initialised a new store");
     }
     let credentials = setup::ensure(store.as_ref(), &config, credentials_path, now_ms()).await?;
-    let operator = Operator::load(store, config).await?;
+    let given = GivenSettings::all(config.raw_uid_settings());
+    let settled = settle(store, &given).await?;
+    let operator = Operator::load(settled, config).await?;
     Ok(DemoOperator {
         operator,
         credentials,

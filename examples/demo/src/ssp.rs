@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use uid2_client::{BidstreamClient, DecryptionStatus, IdentityType};
+use uid2_client::{BidstreamClient, IdentityType};
 
 /// The SSP's state: the key-holding client.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ struct BidAnswer {
     /// Whether the token was decrypted.
     decrypted: bool,
     /// The decryption status, as the SDKs name it (`success`, `token expired`, …).
-    status: String,
+    status: &'static str,
     /// The raw UID (base64) the token carries.
     raw_uid: Option<String>,
     /// The site the token was generated for.
@@ -79,15 +79,10 @@ async fn bid(State(ssp): State<Arc<Ssp>>, Json(request): Json<BidRequest>) -> Js
     let result = ssp
         .client
         .decrypt_token_into_raw_uid(request.advertising_token.trim(), request.domain.as_deref());
-    let decrypted = result.status == DecryptionStatus::Success;
     Json(BidAnswer {
-        decrypted,
-        status: if decrypted {
-            "success".to_owned()
-        } else {
-            result.status.to_string()
-        },
-        raw_uid: result.raw_uid.map(|uid| uid.to_string()),
+        decrypted: result.is_success(),
+        status: result.status.as_str(),
+        raw_uid: result.uid(),
         site_id: result.site_id,
         identity_type: result.identity_type.map(|t| match t {
             IdentityType::Email => "email",

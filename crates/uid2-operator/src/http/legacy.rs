@@ -131,14 +131,7 @@ pub(super) async fn validate(
     {
         return Ok(success(&false));
     }
-    let decoded = uid2_proto::token::advertising::decode(token, &snap.keys.ring, i64::MIN)
-        .and_then(|t| t.check_raw_uid_identity().map(|()| t))
-        .map_err(|_| ApiError::client_error("Invalid token"))?;
-    let site = snap
-        .keys
-        .key_owner_site(decoded.site_key_id())
-        .unwrap_or_default();
-    Ok(success(&validate_token(&snap, site, token, &identity)?))
+    Ok(success(&validate_token(&snap, None, token, &identity)?))
 }
 
 /// `GET /v1/identity/map?email=…`: one identity, no opt-out check.

@@ -139,14 +139,18 @@ mod tests {
             .await
             .unwrap();
         let (hooked, down) = HookedStore::with_outage(store.clone());
-        let op = Operator::load(Arc::new(hooked), config).await.unwrap();
+        let given = crate::deployment::GivenSettings::all(config.raw_uid_settings());
+        let settled = crate::deployment::settle(Arc::new(hooked), &given)
+            .await
+            .unwrap();
+        let op = Operator::load(settled, config).await.unwrap();
         assert_eq!(health_text(op.store_health(), now_ms()), "OK");
 
         // The store cannot be reached: read 30 s on (rather than waiting), health says so.
         down.store(true, Ordering::SeqCst);
         assert!(matches!(
             op.sync_once().await,
-            Err(StoreError::Unavailable(_))
+            Err(crate::SyncError::Store(StoreError::Unavailable(_)))
         ));
         let later = now_ms() + 30_000;
         let health = health_text(op.store_health(), later);
@@ -166,7 +170,10 @@ mod tests {
             .replace_salt_buckets(&bad, &Precondition::default())
             .await
             .unwrap();
-        assert!(matches!(op.sync_once().await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            op.sync_once().await,
+            Err(crate::SyncError::Store(StoreError::Corrupt(_)))
+        ));
         let health = health_text(op.store_health(), now_ms() + 30_000);
         assert!(
             health.starts_with("OK\nstore: reachable, but not fully synced for 30 s"),

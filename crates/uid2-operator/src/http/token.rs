@@ -162,21 +162,22 @@ pub(super) async fn validate(
         .get("token")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::client_error("Required Parameter Missing: token"))?;
-    let matches = validate_token(&req.snap, req.client.site_id, token, &identity)?;
+    let matches = validate_token(&req.snap, Some(req.client.site_id), token, &identity)?;
     Ok(req.success(&matches))
 }
 
-/// Whether `token` (minted for `site_id`) carries `identity`'s current raw UID.
+/// Whether `token` carries `identity`'s current raw UID. With `site_id`, the token must have been
+/// minted for that site (the caller's); without (v1, which has no caller), for any known site.
 pub(crate) fn validate_token(
     snap: &Snapshot,
-    site_id: i32,
+    site_id: Option<i32>,
     token: &str,
     identity: &HashedIdentity,
 ) -> Result<bool, ApiError> {
-    let decoded = advertising::decode(token, &snap.keys.ring, i64::MIN)
-        .and_then(|t| t.check_raw_uid_identity().map(|()| t))
+    let decoded = advertising::decode_checked(token, &snap.keys.ring, i64::MIN)
         .map_err(|_| ApiError::client_error("Invalid token"))?;
-    if snap.keys.key_owner_site(decoded.site_key_id()) != Some(site_id) {
+    let owner = snap.keys.key_owner_site(decoded.site_key_id());
+    if owner.is_none() || site_id.is_some_and(|site| owner != Some(site)) {
         return Err(ApiError::client_error("Unauthorised to validate token"));
     }
     let mapped = identity_service::map(snap, identity, false)

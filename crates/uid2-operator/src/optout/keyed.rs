@@ -105,6 +105,28 @@ impl Keyed {
         }
     }
 
+    /// `merged` ([`with_recent`](Self::with_recent) of `base`) carried over onto `self`, which
+    /// `base` has become meanwhile: `self`'s shards; `merged`'s recent run less what a compaction
+    /// took out of `base`'s; and the local entries `self` gained since `base` (the ones `base`
+    /// had are in `merged`'s recent run).
+    pub(super) fn rebased(&self, base: &Keyed, merged: &Keyed) -> Self {
+        let recent = if self.recent.is_same(&base.recent) {
+            merged.recent.clone()
+        } else {
+            merged.recent.without(&base.recent.without(&self.recent))
+        };
+        let local = if self.local.is_same(&base.local) {
+            SortedRun::default()
+        } else {
+            self.local.without(&base.local)
+        };
+        Self {
+            shards: self.shards.clone(),
+            recent,
+            local,
+        }
+    }
+
     /// The local run.
     pub(super) fn local(&self) -> &SortedRun {
         &self.local
@@ -218,5 +240,44 @@ mod tests {
         assert_eq!(index.get(&entry(20_000, 0).key), Some(7));
         assert_eq!(index.get(&entry(20_001, 0).key), Some(8));
         assert_eq!(index.len(), 9_002);
+    }
+
+    #[test]
+    fn a_merge_rebased_onto_a_compaction_and_new_local_entries_keeps_both() {
+        let run = |range: std::ops::Range<u32>, secs| {
+            SortedRun::build(range.map(|i| entry(i, secs)).collect(), Keep::Earliest)
+        };
+        // The base: shards, a recent run about to be compacted, one local entry.
+        let base = Keyed::from_unsorted((0..1_000).map(|i| entry(i, 100)).collect())
+            .with_recent(&run(1_000..2_000, 90))
+            .with_local(&run(5_000..5_001, 80));
+        // A sync pass merges a batch from `base`, off the lock...
+        let merged = base.with_recent(&run(3_000..3_100, 70));
+        // ...while a compaction moves the recent run into the shards and a logout adds locally.
+        let compacting = base.recent().clone();
+        let mut now = base.with_shards(&base.merge_shards(&compacting, 0..SHARDS));
+        now = now.without_recent(&compacting);
+        now = now.with_local(&run(6_000..6_001, 60));
+
+        let rebased = now.rebased(&base, &merged);
+        for (range, secs) in [
+            (0..1_000, 100),
+            (1_000..2_000, 90),
+            (3_000..3_100, 70),
+            (5_000..5_001, 80),
+            (6_000..6_001, 60),
+        ] {
+            for i in range {
+                assert_eq!(rebased.get(&entry(i, 0).key), Some(secs), "{i}");
+            }
+        }
+        assert_eq!(rebased.get(&entry(7_000, 0).key), None);
+        // The compacted entries are not kept twice; only the logout since `base` stays local.
+        assert_eq!(rebased.recent().len(), 101);
+        assert_eq!(rebased.local().len(), 1);
+        // With nothing in between, the merge is taken as it is.
+        let plain = base.rebased(&base, &merged);
+        assert_eq!(plain.recent().len(), merged.recent().len());
+        assert!(plain.local().is_empty());
     }
 }

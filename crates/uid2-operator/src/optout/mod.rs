@@ -209,6 +209,22 @@ impl OptOutIndex {
         }
     }
 
+    /// `merged`, an index [`with_batch`](Self::with_batch) made from `base`, carried over onto
+    /// `self`, the index `base` has become meanwhile: a sync pass merges without holding the
+    /// snapshot lock, so logouts may have added local opt-outs and a compaction may have moved
+    /// recent entries into the base. Keeps both; cheap unless a compaction step came between.
+    pub fn rebased(&self, base: &OptOutIndex, merged: &OptOutIndex) -> Self {
+        Self {
+            by_first_level_hash: self
+                .by_first_level_hash
+                .rebased(&base.by_first_level_hash, &merged.by_first_level_hash),
+            by_raw_uid: self
+                .by_raw_uid
+                .rebased(&base.by_raw_uid, &merged.by_raw_uid),
+            last_seq: self.last_seq.max(merged.last_seq),
+        }
+    }
+
     /// A new index with opt-outs this operator just wrote applied at once, without moving the sync
     /// cursor: other operators may have written lower sequence numbers this one has not read yet,
     /// and the next sync must still fetch them. (It fetches these again too; re-applying is harmless.)

@@ -116,6 +116,11 @@ impl SortedRun {
         self.merged_with_sorted(more.entries(), keep)
     }
 
+    /// Whether `other` is this very run (a clone of it), not only equal to it.
+    pub fn is_same(&self, other: &SortedRun) -> bool {
+        Arc::ptr_eq(&self.entries, &other.entries)
+    }
+
     /// The entries of `self` that `other` does not hold (linear: both are sorted).
     pub fn without(&self, other: &SortedRun) -> Self {
         let mut rest = other.entries.iter().peekable();

@@ -13,6 +13,7 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use uid2_operator::admin::{NewClient, add_client, add_site, ensure_initialized};
+use uid2_operator::deployment::{GivenSettings, settle};
 use uid2_operator::{Operator, OperatorConfig, http::router, now_ms};
 use uid2_proto::cipher::GcmKey;
 use uid2_proto::encoding::{base64_decode, base64_encode};
@@ -145,7 +146,9 @@ impl TestOperator {
         )
         .await
         .unwrap();
-        let operator = Operator::load(wrap(store), config).await.unwrap();
+        let given = GivenSettings::all(config.raw_uid_settings());
+        let settled = settle(wrap(store), &given).await.unwrap();
+        let operator = Operator::load(settled, config).await.unwrap();
         let router = router(operator.clone());
         Self {
             operator,

@@ -19,30 +19,42 @@ pub struct SaltFileError {
 
 /// Parses a salt file of either format into owned buckets. Blank lines are skipped.
 pub fn parse_salt_file(text: &str) -> Result<Vec<SaltBucket>, SaltFileError> {
-    salt_file_lines(text)
-        .map(|line| line.map(|b| b.to_bucket()))
-        .collect()
+    let mut buckets = Vec::new();
+    for_each_bucket(text, |bucket| {
+        buckets.push(bucket.to_bucket());
+        Ok(())
+    })?;
+    Ok(buckets)
 }
 
-/// The buckets of a salt file of either format, borrowed from `text`, in order: what a loader
-/// packs straight into a [`super::SaltTable`] without an owned record per bucket (a million
-/// of them is most of an operator's start-up). Blank lines are skipped.
-pub fn salt_file_lines(
-    text: &str,
-) -> impl Iterator<Item = Result<BucketView<'_>, SaltFileError>> + '_ {
-    numbered_lines(text)
-        .map(|(line, text)| parse_line(text).map_err(|reason| SaltFileError { line, reason }))
+/// Parses each non-blank line of a salt file of either format and hands its bucket, borrowed
+/// from `text`, to `take`, in order; returns how many there were. A line that does not parse,
+/// or whose bucket `take` refuses (with a reason), is an error naming its 1-based number.
+///
+/// Borrowing lets a loader pack a file straight into a [`super::SaltTable`] without an owned
+/// record per bucket (a million of them is most of an operator's start-up).
+pub(super) fn for_each_bucket<'a>(
+    text: &'a str,
+    mut take: impl FnMut(BucketView<'a>) -> Result<(), &'static str>,
+) -> Result<usize, SaltFileError> {
+    let mut count = 0;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        parse_line(line)
+            .and_then(&mut take)
+            .map_err(|reason| SaltFileError {
+                line: index + 1,
+                reason,
+            })?;
+        count += 1;
+    }
+    Ok(count)
 }
 
-/// The non-blank lines of a salt file with their 1-based line numbers.
-pub(super) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> + '_ {
-    text.lines()
-        .enumerate()
-        .map(|(n, line)| (n + 1, line.trim_end_matches('\r')))
-        .filter(|(_, line)| !line.trim().is_empty())
-}
-
-pub(super) fn parse_line(line: &str) -> Result<BucketView<'_>, &'static str> {
+fn parse_line(line: &str) -> Result<BucketView<'_>, &'static str> {
     const WRONG_COUNT: &str = "expected 3 or 11 comma-separated fields";
     let mut fields = [""; 11];
     let mut count = 0;

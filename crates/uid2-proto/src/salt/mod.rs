@@ -17,10 +17,10 @@ use std::fmt;
 
 use crate::cipher::{ctr_encrypt_block, sha256};
 use crate::encoding::{base64_decode_into, base64_encode, base64_encode_into};
-use crate::identity::{HashedIdentity, IdentityScope, IdentityType};
+use crate::identity::{HashedIdentity, IdentityCodes, IdentityScope, IdentityType};
 
 pub use bucket_id::BucketIdEncoder;
-pub use file::{SaltFileError, parse_salt_file, salt_file_lines, write_salt_file};
+pub use file::{SaltFileError, parse_salt_file, write_salt_file};
 pub use table::{BucketView, SaltTable, SaltTableError, SecretView};
 
 /// The number of salt buckets in production.
@@ -107,6 +107,12 @@ impl RawUid {
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The scope and identity type a 33-byte raw UID (v3, v4) carries in its first byte; a
+    /// 32-byte (v2) raw UID carries none.
+    pub fn identity_codes(&self) -> Option<IdentityCodes> {
+        (self.len == 33).then(|| IdentityCodes::from_byte(self.bytes[0]))
     }
 
     /// Standard base64, as every API carries raw UIDs.
@@ -436,5 +442,34 @@ mod tests {
         assert_eq!(RawUid::parse_base64(&uid.to_base64()), Some(uid));
         assert_eq!(RawUid::from_slice(&[0u8; 31]), None);
         assert_eq!(RawUid::parse_base64("not base64"), None);
+    }
+
+    #[test]
+    fn v3_and_v4_raw_uids_carry_their_scope_and_type() {
+        let flh = flh("user@example.com");
+        let settings = RawUidSettings {
+            scope: IdentityScope::Euid,
+            environment: Environment::Prod,
+            v3_from_salts: true,
+        };
+        let v3 = salted_raw_uid(&flh, "salt", IdentityType::Phone, settings);
+        let v4 = raw_uid_v4(&flh, 7, &[1u8; 32], b"s", IdentityType::Phone, settings).unwrap();
+        for uid in [v3, v4] {
+            let codes = uid.identity_codes().unwrap();
+            assert_eq!(
+                codes,
+                IdentityCodes::of(IdentityScope::Euid, IdentityType::Phone)
+            );
+            assert_eq!(codes.identity_type(), IdentityType::Phone);
+            assert_eq!(codes.scope(), IdentityScope::Euid);
+        }
+        let v2 = RawUidSettings {
+            v3_from_salts: false,
+            ..settings
+        };
+        assert_eq!(
+            salted_raw_uid(&flh, "salt", IdentityType::Phone, v2).identity_codes(),
+            None
+        );
     }
 }

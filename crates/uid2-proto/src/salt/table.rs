@@ -4,7 +4,7 @@
 //! ≈ 170 B each; here every bucket is a fixed 40-byte record plus its salt text in one shared
 //! arena, so a full table stays under 100 MB and lookups are one index into a flat array.
 
-use super::file::{SaltFileError, numbered_lines, parse_line};
+use super::file::{SaltFileError, for_each_bucket};
 use super::{
     BucketKey, BucketSecret, FirstLevelHash, RawUid, RawUidSettings, SaltBucket,
     previous_uid_still_reported, raw_uid_v4, refresh_from_ms, salted_raw_uid,
@@ -122,14 +122,15 @@ impl BucketView<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SaltTableError {
     /// Key material whose key is not exactly 32 bytes (the AES-256 key of v4 raw UIDs).
-    #[error("bucket {0}: key material must be a 32-byte key")]
+    #[error("bucket {0}: {reason}", reason = self.reason())]
     BadKeyLength(u32),
     /// A salt longer than 65,535 bytes.
-    #[error("bucket {0}: salt too long")]
+    #[error("bucket {0}: {reason}", reason = self.reason())]
     SaltTooLong(u32),
 }
 
 impl SaltTableError {
+    /// What is wrong with the bucket, without its id (a salt file error names the line instead).
     fn reason(self) -> &'static str {
         match self {
             Self::BadKeyLength(_) => "key material must be a 32-byte key",
@@ -197,14 +198,9 @@ impl SaltTable {
     /// Appends every bucket of a salt file's text, packed straight from the text; returns how
     /// many. On an error the table holds the buckets before the bad line.
     pub fn push_salt_file(&mut self, text: &str) -> Result<usize, SaltFileError> {
-        let mut count = 0;
-        for (line, text) in numbered_lines(text) {
-            let error = |reason| SaltFileError { line, reason };
-            let bucket = parse_line(text).map_err(error)?;
-            self.push_view(bucket).map_err(|e| error(e.reason()))?;
-            count += 1;
-        }
-        Ok(count)
+        for_each_bucket(text, |bucket| {
+            self.push_view(bucket).map_err(SaltTableError::reason)
+        })
     }
 
     /// Releases spare capacity once filling is done.
@@ -417,6 +413,14 @@ mod tests {
         assert_eq!(
             SaltTable::new(&buckets).unwrap_err(),
             SaltTableError::BadKeyLength(1)
+        );
+        assert_eq!(
+            SaltTableError::BadKeyLength(1).to_string(),
+            "bucket 1: key material must be a 32-byte key"
+        );
+        assert_eq!(
+            SaltTableError::SaltTooLong(2).to_string(),
+            "bucket 2: salt too long"
         );
     }
 

@@ -176,17 +176,10 @@ impl AdvertisingToken {
     /// SDKs do not check it (their sharing-token generator guesses the type from the raw UID's
     /// first character, which v4 raw UIDs defeat), so [`decode`] leaves it to the caller.
     pub fn check_raw_uid_identity(&self) -> Result<(), TokenError> {
-        let bytes = self.raw_uid.as_bytes();
-        if bytes.len() == 33 {
-            let scope = (bytes[0] & 0x10) >> 4;
-            let identity_type = (bytes[0] & 0x0c) >> 2;
-            if scope != self.identity.scope.code()
-                || identity_type != self.identity.identity_type.code()
-            {
-                return Err(TokenError::IdentityMismatch);
-            }
+        match self.raw_uid.identity_codes() {
+            Some(codes) if codes != self.identity.codes() => Err(TokenError::IdentityMismatch),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Length in bytes of the encoded token.
@@ -289,6 +282,18 @@ pub fn decode(
     }
     .map_err(|_| TokenError::Malformed)?;
     decode_v3_or_v4(version, &mut buf[..n], keys, now_ms).map(DecodedAdvertisingToken::V3OrV4)
+}
+
+/// [`decode`], then [`DecodedAdvertisingToken::check_raw_uid_identity`]: what an operator
+/// accepts (validate, the legacy endpoints), as the official operator checks both.
+pub fn decode_checked(
+    text: &str,
+    keys: &impl KeyLookup,
+    now_ms: i64,
+) -> Result<DecodedAdvertisingToken, TokenError> {
+    let token = decode(text, keys, now_ms)?;
+    token.check_raw_uid_identity()?;
+    Ok(token)
 }
 
 fn decode_v3_or_v4(

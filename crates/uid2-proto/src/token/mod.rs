@@ -12,7 +12,7 @@ pub use advertising::{AdvertisingToken, AdvertisingTokenV2, DecodedAdvertisingTo
 pub use refresh::RefreshToken;
 
 use crate::codec::{Reader, Writer};
-use crate::identity::{IdentityScope, IdentityType};
+use crate::identity::{IdentityCodes, IdentityScope, IdentityType};
 
 /// Token format versions (the version byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,10 +73,16 @@ impl IdentityHeader {
 
     /// Reads a header byte.
     pub fn from_byte(b: u8) -> Self {
+        let codes = IdentityCodes::from_byte(b);
         Self {
-            scope: IdentityScope::from_code((b & 0x10) >> 4),
-            identity_type: IdentityType::from_code((b & 0x0f) >> 2),
+            scope: codes.scope(),
+            identity_type: codes.identity_type(),
         }
+    }
+
+    /// The codes of the header byte.
+    pub fn codes(self) -> IdentityCodes {
+        IdentityCodes::of(self.scope, self.identity_type)
     }
 }
 
@@ -187,8 +193,9 @@ impl PublisherIdentity {
 }
 
 /// What the first bytes of a token say without any key: its version, its header and the id of
-/// the key of its outer layer. For humans debugging a token (`uid2 token inspect`); decoders
-/// read the same bytes themselves.
+/// the key of its outer layer. `uid2 token inspect` shows it, and the SDK reads it to name the
+/// failure of a token that did not decode (a wrong identity scope wins over every later check);
+/// decoders read the same bytes themselves on the way to the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenPrefix {
     /// The token version.

@@ -13,9 +13,9 @@
 use super::{
     IdentityHeader, OperatorIdentity, PrivacyBits, PublisherIdentity, TokenError, TokenVersion,
 };
-use crate::cipher::{GCM_IV_LEN, GCM_OVERHEAD, cbc_open_in_place};
+use crate::cipher::{GCM_IV_LEN, GCM_OVERHEAD};
 use crate::codec::{Reader, Writer};
-use crate::encoding::{base64_decode_into, base64_encode};
+use crate::encoding::{base64_decode_array, base64_decode_into, base64_encode};
 use crate::identity::{IdentityScope, IdentityType};
 use crate::key::{Key, KeyLookup};
 use crate::salt::FirstLevelHash;
@@ -162,18 +162,16 @@ fn decode_v2(bytes: &mut [u8], keys: &impl KeyLookup) -> Result<RefreshToken, To
     let key = keys
         .key(key_id)
         .ok_or(TokenError::UnknownMasterKey(key_id))?;
-    let plain = cbc_open_in_place(key.secret(), boxed).map_err(|_| TokenError::DecryptionFailed)?;
+    let plain = key
+        .cbc()
+        .open_in_place(boxed)
+        .map_err(|_| TokenError::DecryptionFailed)?;
     let mut r = Reader::new(plain);
     let site_id = r.i32().ok_or(TokenError::Malformed)?;
     let n = r.u32().ok_or(TokenError::Malformed)? as usize;
     let flh_text = r.take(n).ok_or(TokenError::Malformed)?;
-    let mut flh = [0u8; 33];
-    let flh_len = base64_decode_into(flh_text, &mut flh).map_err(|_| TokenError::Malformed)?;
-    let first_level_hash = FirstLevelHash(
-        flh[..flh_len]
-            .try_into()
-            .map_err(|_| TokenError::Malformed)?,
-    );
+    let first_level_hash =
+        FirstLevelHash(base64_decode_array(flh_text).map_err(|_| TokenError::Malformed)?);
     let privacy_bits = PrivacyBits(r.u32().ok_or(TokenError::Malformed)?);
     let established_ms = r.i64().ok_or(TokenError::Malformed)?;
     Ok(RefreshToken {
@@ -227,6 +225,36 @@ mod tests {
         assert_eq!(RefreshToken::decode(&text, &ring).unwrap(), sample());
         assert!(sample().is_expired(2_000_001));
         assert!(!sample().is_expired(2_000_000));
+    }
+
+    #[test]
+    fn v2_tokens_decode_with_the_expanded_cbc_key() {
+        let key = Key::new(7, -2, Some(-2), 0, 0, i64::MAX, [5u8; 32]);
+        let flh = base64_encode(&[9u8; 32]);
+        let mut plain = Vec::new();
+        plain.extend_from_slice(&124i32.to_be_bytes());
+        plain.extend_from_slice(&(flh.len() as u32).to_be_bytes());
+        plain.extend_from_slice(flh.as_bytes());
+        plain.extend_from_slice(&PrivacyBits::LEGACY.to_be_bytes());
+        plain.extend_from_slice(&900_000i64.to_be_bytes());
+        let mut token = vec![2u8];
+        for t in [1_000_000i64, 1_500_000, 2_000_000] {
+            token.extend_from_slice(&t.to_be_bytes());
+        }
+        token.extend_from_slice(&7u32.to_be_bytes());
+        crate::cipher::cbc_seal_into(key.secret(), [3u8; 16], &plain, &mut token);
+        let ring = KeyRing::new([key]);
+        let decoded = RefreshToken::decode(&base64_encode(&token), &ring).unwrap();
+        assert_eq!(decoded.version, TokenVersion::V2);
+        assert_eq!(decoded.expires_ms, 2_000_000);
+        assert_eq!(decoded.publisher.site_id, 124);
+        assert_eq!(decoded.first_level_hash, FirstLevelHash([9u8; 32]));
+        assert_eq!(decoded.established_ms, 900_000);
+        let other = KeyRing::new([Key::new(7, -2, Some(-2), 0, 0, i64::MAX, [6u8; 32])]);
+        assert_eq!(
+            RefreshToken::decode(&base64_encode(&token), &other),
+            Err(TokenError::DecryptionFailed)
+        );
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Store for PostgresStore {
     }
 
     async fn initialize(&self, state: &InitialState) -> Result<bool> {
-        let rows = InitialRows::new(state);
+        let rows = InitialRows::new(state)?;
         // A million salt buckets take longer than one call's deadline to write.
         self.write(Limit::PerStatement, async |c| {
             queries::initialize(c, &rows).await
@@ -199,11 +199,6 @@ impl Store for PostgresStore {
         self.read(async |c| keys::all(c).await).await
     }
 
-    async fn insert_keys(&self, keysets: &[KeysetRecord], new: &[KeyRecord]) -> Result<()> {
-        self.write(Limit::Call, async |c| keys::insert(c, keysets, new).await)
-            .await
-    }
-
     async fn change_keys(
         &self,
         change: &KeyChange,
@@ -227,7 +222,7 @@ impl Store for PostgresStore {
         state: &SaltState,
         pre: &Precondition,
     ) -> Result<Conditional<()>> {
-        let rows = SaltRows::new(state);
+        let rows = SaltRows::new(state)?;
         self.write(Limit::PerStatement, async |c| {
             salts::replace(c, &rows, pre).await
         })

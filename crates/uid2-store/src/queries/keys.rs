@@ -3,8 +3,11 @@
 
 use super::{bump, bytes32, from_json_list, record_claim, refused, to_json_list};
 use crate::sql::{Conn, Lock, Param};
+use uid2_proto::key::FALLBACK_PUBLISHER_KEYSET_ID;
+
 use crate::{
-    Conditional, KeyChange, KeyRecord, KeysetRecord, Precondition, Result, StateKind, StoreError,
+    Conditional, KeyChange, KeyRecord, KeysetRecord, NewKey, Precondition, Result, StateKind,
+    StoreError,
 };
 
 /// Every keyset.
@@ -84,7 +87,8 @@ async fn insert_key(conn: &mut impl Conn, k: &KeyRecord) -> Result<()> {
     Ok(())
 }
 
-/// Adds keysets and keys with the ids they carry; `conn` is a write transaction.
+/// Adds keysets and keys with the ids they carry (initialisation); `conn` is a write
+/// transaction.
 pub(crate) async fn insert(
     conn: &mut impl Conn,
     keysets: &[KeysetRecord],
@@ -98,37 +102,80 @@ pub(crate) async fn insert(
     bump(conn, StateKind::Keys).await
 }
 
-/// Applies `change` if `pre` holds; returns the new keys' ids. `conn` is a write transaction.
+/// The id above every keyset id in use and every reserved one (the master, refresh and fallback
+/// publisher keysets); `conn` holds [`Lock::Keys`].
+async fn next_keyset_id(conn: &mut impl Conn) -> Result<i32> {
+    let max = conn
+        .query_one("SELECT COALESCE(MAX(id), 0) FROM keysets", &[], |r| {
+            r.i32(0)
+        })
+        .await?;
+    max.max(FALLBACK_PUBLISHER_KEYSET_ID)
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Rejected("keyset ids exhausted".into()))
+}
+
+/// Whether `site_id` has a keyset.
+async fn has_keyset(conn: &mut impl Conn, site_id: i32) -> Result<bool> {
+    conn.query_one(
+        "SELECT EXISTS (SELECT 1 FROM keysets WHERE site_id = $1)",
+        &[Param::I32(site_id)],
+        |r| r.bool(0),
+    )
+    .await
+}
+
+/// Applies `change` if `pre` holds; returns the new keys' ids: those of `change.add` in order,
+/// then that of the site keyset's key if one was created. `conn` is a write transaction.
 pub(crate) async fn change(
     conn: &mut impl Conn,
     change: &KeyChange,
     pre: &Precondition,
 ) -> Result<Conditional<Vec<u32>>> {
     conn.lock(Lock::Keys).await?;
-    if let Some(refusal) = refused(conn, StateKind::Keys, pre).await? {
-        return Ok(refusal.outcome());
+    if let Some(refused) = refused(conn, StateKind::Keys, pre).await? {
+        return Ok(refused);
     }
-    insert_keysets(conn, &change.keysets).await?;
-    // Under the lock, no other writer can take these ids before this transaction commits.
+    // Under the lock, no other writer can take these ids (or add a keyset for the site) before
+    // this transaction commits.
     let max: i64 = conn
         .query_one("SELECT COALESCE(MAX(id), 0) FROM keys", &[], |r| r.i64(0))
         .await?;
-    let mut ids = Vec::with_capacity(change.add.len());
-    for (k, id) in change.add.iter().zip(max + 1..) {
-        let id = u32::try_from(id).map_err(|_| StoreError::Rejected("key ids exhausted".into()))?;
-        insert_key(
+    let mut ids = (max + 1..)
+        .map(|id| u32::try_from(id).map_err(|_| StoreError::Rejected("key ids exhausted".into())));
+    let mut added = Vec::with_capacity(change.add.len() + 1);
+    for k in &change.add {
+        let id = ids.next().expect("endless")?;
+        insert_key(conn, &k.clone().with_id(id)).await?;
+        added.push(id);
+    }
+    if let Some(site) = &change.site_keyset
+        && !has_keyset(conn, site.site_id).await?
+    {
+        let keyset_id = next_keyset_id(conn).await?;
+        insert_keysets(
             conn,
-            &KeyRecord {
-                id,
-                keyset_id: k.keyset_id,
-                secret: k.secret,
-                created_s: k.created_s,
-                activates_s: k.activates_s,
-                expires_s: k.expires_s,
-            },
+            &[KeysetRecord {
+                id: keyset_id,
+                site_id: site.site_id,
+                name: site.name.clone(),
+                allowed_sites: None,
+                enabled: true,
+                is_default: true,
+                created_s: site.created_s,
+            }],
         )
         .await?;
-        ids.push(id);
+        let key = NewKey {
+            keyset_id,
+            secret: site.key_secret,
+            created_s: site.created_s,
+            activates_s: site.key_activates_s,
+            expires_s: site.key_expires_s,
+        };
+        let id = ids.next().expect("endless")?;
+        insert_key(conn, &key.with_id(id)).await?;
+        added.push(id);
     }
     for id in &change.remove {
         conn.execute(
@@ -140,6 +187,10 @@ pub(crate) async fn change(
     if let Some(claim) = &pre.claim {
         record_claim(conn, claim).await?;
     }
-    bump(conn, StateKind::Keys).await?;
-    Ok(Conditional::Written(ids))
+    // A change that turned out empty (a site that had its keyset already) changes nothing
+    // operators would reload.
+    if !added.is_empty() || !change.remove.is_empty() {
+        bump(conn, StateKind::Keys).await?;
+    }
+    Ok(Conditional::Written(added))
 }

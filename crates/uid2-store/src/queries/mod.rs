@@ -12,10 +12,12 @@ pub(crate) mod raw_uids;
 pub(crate) mod salts;
 pub(crate) mod sites;
 
+use uid2_proto::salt::RawUidSettings;
+
 use crate::sql::{Conn, Lock, Param};
 use crate::{
-    Claim, Conditional, Generations, InitialState, Precondition, Result, SaltState, StateKind,
-    StoreError,
+    Claim, ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyRecord,
+    KeysetRecord, Precondition, Result, SiteRecord, StateKind, StoreError,
 };
 
 /// Records that `kind` changed: pollers compare this counter to decide what to reload.
@@ -64,37 +66,34 @@ pub(crate) async fn is_initialized(conn: &mut impl Conn) -> Result<bool> {
 /// An [`InitialState`] ready to be written: owned, with its salts rendered (see
 /// [`salts::SaltRows`]).
 pub(crate) struct InitialRows {
-    /// Everything but the salt buckets.
-    state: InitialState,
+    api_key_pepper: String,
+    raw_uids: RawUidSettings,
     salts: salts::SaltRows,
+    keysets: Vec<KeysetRecord>,
+    keys: Vec<KeyRecord>,
+    sites: Vec<SiteRecord>,
+    clients: Vec<ClientRecord>,
+    cstg_keypairs: Vec<CstgKeypairRecord>,
 }
 
 impl InitialRows {
     /// Prepares `state`.
-    pub(crate) fn new(state: &InitialState) -> Self {
-        Self {
-            salts: salts::SaltRows::new(&state.salts),
-            state: InitialState {
-                api_key_pepper: state.api_key_pepper.clone(),
-                raw_uids: state.raw_uids,
-                // Written from `salts`; not copied.
-                salts: SaltState {
-                    meta: state.salts.meta.clone(),
-                    buckets: Vec::new(),
-                },
-                keysets: state.keysets.clone(),
-                keys: state.keys.clone(),
-                sites: state.sites.clone(),
-                clients: state.clients.clone(),
-                cstg_keypairs: state.cstg_keypairs.clone(),
-            },
-        }
+    pub(crate) fn new(state: &InitialState) -> Result<Self> {
+        Ok(Self {
+            api_key_pepper: state.api_key_pepper.clone(),
+            raw_uids: state.raw_uids,
+            salts: salts::SaltRows::new(&state.salts)?,
+            keysets: state.keysets.clone(),
+            keys: state.keys.clone(),
+            sites: state.sites.clone(),
+            clients: state.clients.clone(),
+            cstg_keypairs: state.cstg_keypairs.clone(),
+        })
     }
 }
 
 /// Writes `rows` unless the store holds some state already; `conn` is a write transaction.
 pub(crate) async fn initialize(conn: &mut impl Conn, rows: &InitialRows) -> Result<bool> {
-    let state = &rows.state;
     // Of several operators starting on one empty database, the first initialises it and the
     // others, waiting here, then find it initialised.
     conn.lock(Lock::Initialize).await?;
@@ -103,19 +102,19 @@ pub(crate) async fn initialize(conn: &mut impl Conn, rows: &InitialRows) -> Resu
     }
     conn.execute(
         "INSERT INTO store_meta (name, value) VALUES ('api_key_pepper', $1)",
-        &[Param::Text(&state.api_key_pepper)],
+        &[Param::Text(&rows.api_key_pepper)],
     )
     .await?;
-    raw_uids::write(conn, &state.raw_uids).await?;
+    raw_uids::write(conn, &rows.raw_uids).await?;
     salts::write(conn, &rows.salts).await?;
-    keys::insert(conn, &state.keysets, &state.keys).await?;
-    for site in &state.sites {
+    keys::insert(conn, &rows.keysets, &rows.keys).await?;
+    for site in &rows.sites {
         sites::upsert(conn, site).await?;
     }
-    for client in &state.clients {
+    for client in &rows.clients {
         clients::insert(conn, client).await?;
     }
-    for keypair in &state.cstg_keypairs {
+    for keypair in &rows.cstg_keypairs {
         sites::insert_cstg(conn, keypair).await?;
     }
     Ok(true)
@@ -164,40 +163,22 @@ pub(crate) async fn last_claim_ms(conn: &mut impl Conn, job: &str) -> Result<Opt
         .map_err(|_| StoreError::Corrupt(format!("claim of {job} is not a time: {text:?}")))
 }
 
-/// Why a conditional write was not made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// The kind's generation moved.
-    Stale,
-    /// The claim was taken within its period.
-    Unclaimed,
-}
-
-impl Refusal {
-    /// The outcome reported to the caller.
-    pub(crate) fn outcome<T>(self) -> Conditional<T> {
-        match self {
-            Self::Stale => Conditional::Stale,
-            Self::Unclaimed => Conditional::Unclaimed,
-        }
-    }
-}
-
-/// Checks `pre` for a write of `kind`; `conn` is a write transaction holding the kind's lock.
-pub(crate) async fn refused(
+/// Checks `pre` for a write of `kind`: the outcome to report instead of writing (`Stale` or
+/// `Unclaimed`) if it does not hold. `conn` is a write transaction holding the kind's lock.
+pub(crate) async fn refused<T>(
     conn: &mut impl Conn,
     kind: StateKind,
     pre: &Precondition,
-) -> Result<Option<Refusal>> {
+) -> Result<Option<Conditional<T>>> {
     if let Some(expected) = pre.generation
         && generation(conn, kind).await? != expected
     {
-        return Ok(Some(Refusal::Stale));
+        return Ok(Some(Conditional::Stale));
     }
     if let Some(claim) = &pre.claim
         && !claim.is_due(last_claim_ms(conn, &claim.job).await?)
     {
-        return Ok(Some(Refusal::Unclaimed));
+        return Ok(Some(Conditional::Unclaimed));
     }
     Ok(None)
 }

@@ -114,9 +114,15 @@ pub(crate) struct SaltRows {
 }
 
 impl SaltRows {
-    /// Renders `state`.
-    pub(crate) fn new(state: &SaltState) -> Self {
-        Self {
+    /// Renders `state`; a state without buckets is refused: every identity maps to a bucket, so
+    /// an operator cannot serve from an empty table.
+    pub(crate) fn new(state: &SaltState) -> Result<Self> {
+        if state.buckets.is_empty() {
+            return Err(StoreError::Rejected(
+                "a salt table needs at least one bucket".into(),
+            ));
+        }
+        Ok(Self {
             meta: state.meta.clone(),
             count: state.buckets.len(),
             chunks: state
@@ -124,7 +130,7 @@ impl SaltRows {
                 .chunks(SALT_CHUNK_BUCKETS)
                 .map(write_salt_file)
                 .collect(),
-        }
+        })
     }
 }
 
@@ -162,8 +168,8 @@ pub(crate) async fn replace(
     pre: &Precondition,
 ) -> Result<Conditional<()>> {
     conn.lock(Lock::Salts).await?;
-    if let Some(refusal) = refused(conn, StateKind::Salts, pre).await? {
-        return Ok(refusal.outcome());
+    if let Some(refused) = refused(conn, StateKind::Salts, pre).await? {
+        return Ok(refused);
     }
     let current = conn
         .query_opt(

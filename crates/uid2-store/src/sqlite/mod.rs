@@ -54,7 +54,7 @@ impl Store for SqliteStore {
     }
 
     async fn initialize(&self, state: &InitialState) -> Result<bool> {
-        let rows = InitialRows::new(state);
+        let rows = InitialRows::new(state)?;
         self.conn
             .run(Immediate, async move |c| {
                 queries::initialize(c, &rows).await
@@ -157,15 +157,6 @@ impl Store for SqliteStore {
         self.conn.run(Deferred, async |c| keys::all(c).await).await
     }
 
-    async fn insert_keys(&self, keysets: &[KeysetRecord], keys: &[KeyRecord]) -> Result<()> {
-        let (keysets, new) = (keysets.to_vec(), keys.to_vec());
-        self.conn
-            .run(Immediate, async move |c| {
-                keys::insert(c, &keysets, &new).await
-            })
-            .await
-    }
-
     async fn change_keys(
         &self,
         change: &KeyChange,
@@ -196,7 +187,7 @@ impl Store for SqliteStore {
         state: &SaltState,
         pre: &Precondition,
     ) -> Result<Conditional<()>> {
-        let (rows, pre) = (SaltRows::new(state), pre.clone());
+        let (rows, pre) = (SaltRows::new(state)?, pre.clone());
         self.conn
             .run(Immediate, async move |c| {
                 salts::replace(c, &rows, &pre).await

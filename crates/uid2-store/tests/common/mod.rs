@@ -11,6 +11,15 @@ use uid2_proto::identity::IdentityScope;
 use uid2_proto::salt::{BucketSecret, Environment, RawUidSettings, SaltBucket};
 use uid2_store::*;
 
+/// `n` stores opened on `url`, each with its own connections, as `n` operators would have.
+pub async fn stores(url: &str, n: usize) -> Vec<Arc<dyn Store>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(open(url).await.unwrap());
+    }
+    out
+}
+
 pub fn client(name: &str, lookup: u8) -> ClientRecord {
     ClientRecord {
         key_id: format!("UID2-C-L-10-{name}"),
@@ -116,7 +125,30 @@ pub async fn exercise(store: &dyn Store) {
         "an uninitialised store adopts nothing: initialising records the settings"
     );
     let g0 = store.generations().await.unwrap();
-    assert!(store.initialize(&initial()).await.unwrap());
+    // A salt table without buckets is refused: no identity could be mapped with it.
+    let no_buckets = InitialState {
+        salts: SaltState {
+            buckets: vec![],
+            ..initial().salts
+        },
+        ..initial()
+    };
+    assert!(matches!(
+        store.initialize(&no_buckets).await,
+        Err(StoreError::Rejected(_))
+    ));
+    assert!(!store.is_initialized().await.unwrap());
+    // A key with an id above the next one a change would allocate.
+    let mut state = initial();
+    state.keys.push(KeyRecord {
+        id: 7,
+        keyset_id: -1,
+        secret: [8; 32],
+        created_s: 2,
+        activates_s: 2,
+        expires_s: 200,
+    });
+    assert!(store.initialize(&state).await.unwrap());
     assert!(
         !store.initialize(&initial()).await.unwrap(),
         "second initialisation must be refused"
@@ -180,21 +212,7 @@ pub async fn exercise(store: &dyn Store) {
     store.upsert_site(&site).await.unwrap();
     assert_eq!(store.sites().await.unwrap(), vec![site]);
 
-    // Keys: explicit ids, then a change that allocates ids above every one in use and removes.
-    store
-        .insert_keys(
-            &[],
-            &[KeyRecord {
-                id: 7,
-                keyset_id: -1,
-                secret: [8; 32],
-                created_s: 2,
-                activates_s: 2,
-                expires_s: 200,
-            }],
-        )
-        .await
-        .unwrap();
+    // Keys: a change allocates ids above every one in use (7, from initialisation) and removes.
     let change = KeyChange {
         add: vec![new_key(-1, 5), new_key(-1, 6)],
         remove: vec![1],
@@ -223,6 +241,46 @@ pub async fn exercise(store: &dyn Store) {
         Conditional::Stale
     );
     assert_eq!(store.keys().await.unwrap().len(), 3, "nothing written");
+
+    // A site's keyset: created with the next keyset id above the reserved ones and a key with
+    // the next key id, once; asked again, nothing is written and the generation stays.
+    let site_keyset = KeyChange {
+        site_keyset: Some(SiteKeyset {
+            site_id: 10,
+            name: "site".into(),
+            created_s: 3,
+            key_secret: [4; 32],
+            key_activates_s: 3,
+            key_expires_s: 300,
+        }),
+        ..KeyChange::default()
+    };
+    assert_eq!(
+        store
+            .change_keys(&site_keyset, &Precondition::default())
+            .await
+            .unwrap(),
+        Conditional::Written(vec![10])
+    );
+    let keysets = store.keysets().await.unwrap();
+    let own: Vec<_> = keysets.iter().filter(|k| k.site_id == 10).collect();
+    assert_eq!(own.len(), 1, "{keysets:?}");
+    assert_eq!((own[0].id, own[0].is_default), (3, true));
+    let key = store.keys().await.unwrap().pop().unwrap();
+    assert_eq!(
+        (key.id, key.keyset_id, key.secret, key.expires_s),
+        (10, 3, [4; 32], 300)
+    );
+    let g = store.generations().await.unwrap().keys;
+    assert_eq!(
+        store
+            .change_keys(&site_keyset, &Precondition::default())
+            .await
+            .unwrap(),
+        Conditional::Written(vec![])
+    );
+    assert_eq!(store.keysets().await.unwrap(), keysets);
+    assert_eq!(store.generations().await.unwrap().keys, g);
 
     // Salts: a write conditioned on the generation it read succeeds once, the same write from
     // the same read is then stale; the first-level salt may never change.
@@ -259,6 +317,16 @@ pub async fn exercise(store: &dyn Store) {
             .replace_salt_buckets(&bad, &Precondition::default())
             .await,
         Err(StoreError::Conflict(_))
+    ));
+    let empty = SaltState {
+        buckets: vec![],
+        ..rotated.clone()
+    };
+    assert!(matches!(
+        store
+            .replace_salt_buckets(&empty, &Precondition::default())
+            .await,
+        Err(StoreError::Rejected(_))
     ));
     let (meta, table) = store.salt_table().await.unwrap().unwrap();
     assert_eq!(meta, initial().salts.meta);

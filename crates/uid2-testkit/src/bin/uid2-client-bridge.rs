@@ -95,16 +95,20 @@ fn decrypt(c: &Value) -> Result<Value> {
     let now = now_ms(c);
     let r = match c["kind"].as_str() {
         Some("bidstream") => {
-            let client = BidstreamClient::new("http://127.0.0.1:9", "key", SECRET)?;
-            if let Some(keys) = keys {
-                client.refresh_json(keys)?;
-            }
-            client.decrypt_token_into_raw_uid_at(token, c["domain"].as_str(), now)
+            bidstream(keys)?.decrypt_token_into_raw_uid_at(token, c["domain"].as_str(), now)
         }
         Some("sharing") => sharing(keys)?.decrypt_token_into_raw_uid_at(token, now),
         other => bail!("unknown kind {other:?}"),
     };
     Ok(answer(&r))
+}
+
+fn bidstream(keys: Option<&str>) -> Result<BidstreamClient> {
+    let client = BidstreamClient::new("http://127.0.0.1:9", "key", SECRET)?;
+    if let Some(keys) = keys {
+        client.refresh_json(keys)?;
+    }
+    Ok(client)
 }
 
 fn sharing(keys: Option<&str>) -> Result<SharingClient> {

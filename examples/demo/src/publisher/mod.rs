@@ -21,7 +21,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use uid2_client::{OptOutClient, PublisherClient, TokenGenerateInput, TokenGenerateResponse};
-use uid2_proto::identity::HashedIdentity;
 
 use page::PageContext;
 use session::{Notice, Session, Sessions};
@@ -111,18 +110,21 @@ impl PageQuery {
 
     /// The query that keeps the init mode, for redirects.
     fn keep(&self, extra: &str) -> String {
-        let mut parts = Vec::new();
-        if self.bare_init() {
-            parts.push("init=bare");
-        }
-        if !extra.is_empty() {
-            parts.push(extra);
-        }
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", parts.join("&"))
-        }
+        query_string(self.bare_init(), extra)
+    }
+}
+
+/// `?init=bare` when the pages use the bare init, then `extra`; empty when there is neither.
+fn query_string(bare_init: bool, extra: &str) -> String {
+    let parts: Vec<&str> = [bare_init.then_some("init=bare"), Some(extra)]
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
     }
 }
 
@@ -162,12 +164,6 @@ async fn login(
     let refuse = |code: StatusCode, message: &str| {
         (code, Html(page::login(ctx, email, Some(message), false))).into_response()
     };
-    if HashedIdentity::from_email(email).is_err() {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "That is not an email address UID2 accepts.",
-        );
-    }
     let session = match site
         .tokens
         .generate_token(&TokenGenerateInput::from_email(email))
@@ -183,6 +179,13 @@ async fn login(
             return refuse(
                 StatusCode::FORBIDDEN,
                 "The operator needs the user's consent (EUID) to generate a token.",
+            );
+        }
+        // The SDK refuses what UID2 would not accept before anything is sent.
+        Err(uid2_client::Error::InvalidInput(_)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "That is not an email address UID2 accepts.",
             );
         }
         Err(e) => {

@@ -33,8 +33,8 @@ pub(crate) struct PageContext<'a> {
 
 impl PageContext<'_> {
     /// The query string that keeps the init mode across links and forms.
-    fn query(&self) -> &'static str {
-        if self.bare_init { "?init=bare" } else { "" }
+    fn query(&self) -> String {
+        super::query_string(self.bare_init, "")
     }
 }
 
@@ -291,7 +291,7 @@ pub(crate) fn account(
   </section>
   {log}
 </div>"#,
-        identity_card = identity_card(Some(email), q),
+        identity_card = identity_card(Some(email), &q),
         ad_card = ad_card(ctx.settings),
         log = event_log(),
     );

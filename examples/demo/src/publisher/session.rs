@@ -100,10 +100,13 @@ impl Sessions {
         Some(page)
     }
 
-    /// The email of a request's session.
+    /// The email of a request's session (none once the session has expired).
     pub(crate) fn email(&self, headers: &HeaderMap) -> Option<String> {
         let id = session_id(headers)?;
-        self.lock().get(id).map(|s| s.email.clone())
+        self.lock()
+            .get(id)
+            .filter(|s| s.created.elapsed() < MAX_AGE)
+            .map(|s| s.email.clone())
     }
 
     /// Ends a request's session.
