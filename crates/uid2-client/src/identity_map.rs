@@ -7,23 +7,25 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use uid2_proto::identity::HashedIdentity;
+use uid2_proto::identity::{HashedIdentity, IdentityError};
 use uid2_proto::wire::datetime::format_local_date_time;
 use uid2_proto::wire::{self, BucketEntry, BucketsRequest, IdentityMapV3Entry};
 
 use crate::error::{Error, Result};
 use crate::transport::{Answer, Transport};
 
-fn hash_email(email: &str) -> Result<String> {
-    HashedIdentity::from_email(email)
-        .map(|h| h.hash.as_str().to_owned())
-        .map_err(|e| Error::InvalidInput(format!("{email:?}: {e}")))
+// The errors never quote the input: an email address or phone number in an error message
+// would end up in the caller's logs.
+fn hash_email(email: &str) -> std::result::Result<String, IdentityError> {
+    HashedIdentity::from_email(email).map(|h| h.hash.as_str().to_owned())
 }
 
-fn hash_phone(phone: &str) -> Result<String> {
-    HashedIdentity::from_phone(phone)
-        .map(|h| h.hash.as_str().to_owned())
-        .map_err(|e| Error::InvalidInput(format!("{phone:?}: {e}")))
+fn hash_phone(phone: &str) -> std::result::Result<String, IdentityError> {
+    HashedIdentity::from_phone(phone).map(|h| h.hash.as_str().to_owned())
+}
+
+fn invalid(e: IdentityError) -> Error {
+    Error::InvalidInput(e.to_string())
 }
 
 /// Remembers which inputs produced each hash, so answers can be keyed by input.
@@ -75,11 +77,12 @@ impl IdentityMapInput {
     fn raw(
         field: &'static str,
         items: impl IntoIterator<Item = impl AsRef<str>>,
-        hash: fn(&str) -> Result<String>,
+        hash: fn(&str) -> std::result::Result<String, IdentityError>,
     ) -> Result<Self> {
         let mut input = Self::hashed(field, std::iter::empty::<&str>());
-        for item in items {
-            let h = hash(item.as_ref())?;
+        for (position, item) in items.into_iter().enumerate() {
+            let h = hash(item.as_ref())
+                .map_err(|e| Error::InvalidInput(format!("item {position}: {e}")))?;
             input.index.add(&h, item.as_ref());
             input.hashes.push(h);
         }
@@ -225,7 +228,7 @@ impl IdentityMapV3Input {
 
     /// Adds a raw email address.
     pub fn with_email(mut self, email: &str) -> Result<Self> {
-        let h = hash_email(email)?;
+        let h = hash_email(email).map_err(invalid)?;
         self.index.add(&h, email);
         self.email_hashes.push(h);
         Ok(self)
@@ -233,7 +236,7 @@ impl IdentityMapV3Input {
 
     /// Adds a phone number.
     pub fn with_phone(mut self, phone: &str) -> Result<Self> {
-        let h = hash_phone(phone)?;
+        let h = hash_phone(phone).map_err(invalid)?;
         self.index.add(&h, phone);
         self.phone_hashes.push(h);
         Ok(self)
@@ -399,6 +402,20 @@ impl IdentityMapClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_input_is_reported_without_quoting_it() {
+        let err = IdentityMapInput::from_emails(["a@example.com", "jane.doe-at-example.com"])
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+        assert!(message.contains("item 1"), "{message}");
+        assert!(!message.contains("jane"), "{message}");
+        let err = IdentityMapV3Input::default()
+            .with_phone("+1 555 0100 secret")
+            .unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
 
     #[test]
     fn inputs_are_hashed_and_indexed() {

@@ -68,7 +68,15 @@ impl KeySource {
         let task_stats = Arc::clone(&stats);
         let handle = tokio::spawn(async move {
             // Never hammer the operator, and never hand tokio a zero period (it panics).
-            let mut tick = tokio::time::interval(interval.max(MIN_REFRESH_INTERVAL));
+            let period = interval.max(MIN_REFRESH_INTERVAL);
+            // Keys already held (a caller usually refreshes once before starting this) are
+            // fresh: fetching them again at once would only double the first request.
+            let first = if source.keys.load().is_some() {
+                tokio::time::Instant::now() + period
+            } else {
+                tokio::time::Instant::now()
+            };
+            let mut tick = tokio::time::interval_at(first, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;

@@ -53,7 +53,8 @@ impl SharingClient {
     }
 
     /// Refreshes the keys every `interval` in a Tokio task until the returned handle is dropped.
-    /// The first refresh happens at once. Intervals under a second are taken as one second.
+    /// The first refresh happens at once if no keys are held yet, else after one
+    /// interval. Intervals under a second are taken as one second.
     ///
     /// # Panics
     /// Outside a Tokio runtime.

@@ -78,6 +78,9 @@ pub async fn key_retention(store: &dyn Store) -> Result<Duration, StoreError> {
     Ok(recorded.max(longest_token_lifetime(&OperatorConfig::default())) + RETENTION_MARGIN)
 }
 
+/// How long before use a rotated key is published unless told otherwise: an hour.
+pub const DEFAULT_ACTIVATION_LEAD: Duration = Duration::from_secs(3_600);
+
 /// How keys rotate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyRotationPolicy {
@@ -92,7 +95,7 @@ impl Default for KeyRotationPolicy {
     /// An hour's lead; the retention the default token lifetimes need.
     fn default() -> Self {
         Self {
-            activation_lead: Duration::from_secs(3_600),
+            activation_lead: DEFAULT_ACTIVATION_LEAD,
             retention: longest_token_lifetime(&OperatorConfig::default()) + RETENTION_MARGIN,
         }
     }
@@ -175,11 +178,67 @@ fn superseded_keys(keys: &[KeyRecord], now_s: i64, retention_s: i64) -> Vec<u32>
     out
 }
 
+/// The share of salt buckets a salt rotation gives new salts: in (0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Deserialize)]
+#[serde(try_from = "f64")]
+pub struct SaltFraction(f64);
+
+/// A salt rotation fraction outside (0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("a salt rotation fraction must be more than 0 and at most 1, not {0}")]
+pub struct InvalidSaltFraction(pub f64);
+
+impl SaltFraction {
+    /// What the scheduler rotates unless told otherwise: 5 % of the buckets.
+    pub const DEFAULT: Self = Self(0.05);
+
+    /// `fraction`, if it is in (0, 1] (NaN is not).
+    pub fn new(fraction: f64) -> Result<Self, InvalidSaltFraction> {
+        if fraction > 0.0 && fraction <= 1.0 {
+            Ok(Self(fraction))
+        } else {
+            Err(InvalidSaltFraction(fraction))
+        }
+    }
+
+    /// The fraction.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl Default for SaltFraction {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl TryFrom<f64> for SaltFraction {
+    type Error = InvalidSaltFraction;
+
+    fn try_from(fraction: f64) -> Result<Self, Self::Error> {
+        Self::new(fraction)
+    }
+}
+
+/// Parses a number, as flags and environment variables give it.
+impl std::str::FromStr for SaltFraction {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fraction: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        Self::new(fraction).map_err(|e| e.to_string())
+    }
+}
+
 /// Rotates `fraction` of the salt buckets (at least one); returns the rotated bucket ids, or
 /// `None` if `claim` was not won.
 pub async fn rotate_salts(
     store: &dyn Store,
-    fraction: f64,
+    fraction: SaltFraction,
     now_ms: i64,
     rng: &mut (impl CryptoRng + ?Sized),
     claim: Option<Claim>,
@@ -212,12 +271,12 @@ pub async fn rotate_salts(
 /// Gives `fraction` of `buckets` (at least one) a new salt; returns their ids, sorted.
 fn rotate_buckets(
     buckets: &mut [uid2_proto::salt::SaltBucket],
-    fraction: f64,
+    fraction: SaltFraction,
     now_ms: i64,
     rng: &mut (impl CryptoRng + ?Sized),
 ) -> Vec<u32> {
     let n = buckets.len();
-    let count = ((n as f64 * fraction.clamp(0.0, 1.0)).ceil() as usize).clamp(1, n.max(1));
+    let count = ((n as f64 * fraction.get()).ceil() as usize).clamp(1, n.max(1));
     // A partial Fisher-Yates shuffle picks `count` distinct buckets uniformly.
     let mut order: Vec<usize> = (0..n).collect();
     for i in 0..count.min(n) {
@@ -252,6 +311,19 @@ fn rotate_buckets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_salt_fraction_is_more_than_zero_and_at_most_one() {
+        for ok in ["1", "0.05", " 0.5 ", "1e-6"] {
+            assert!(ok.parse::<SaltFraction>().is_ok(), "{ok}");
+        }
+        for refused in ["0", "-0.1", "1.01", "NaN", "inf", "", "five"] {
+            assert!(refused.parse::<SaltFraction>().is_err(), "{refused}");
+        }
+        assert!(SaltFraction::new(f64::NAN).is_err());
+        let from_file: Result<SaltFraction, _> = serde_json::from_str("2.0");
+        assert!(from_file.is_err());
+    }
 
     fn key(id: u32, keyset: i32, activates: i64) -> KeyRecord {
         KeyRecord {

@@ -186,6 +186,32 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://uid2-data/uid2.db";
 /// Opens (creating and migrating if needed) the store at `url`: `sqlite://PATH`, a plain file
 /// path, or `postgres://…` / `postgresql://…`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_url(url).await.map_err(|e| match e {
+        StoreError::BadUrl(_) => StoreError::BadUrl(redact_url(url)),
+        other => other,
+    })
+}
+
+/// `url` with the password of its user info (`postgres://user:password@host/…`) replaced by
+/// `***`: what a message or a log line may show of a store URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn open_url(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
         {
@@ -199,4 +225,40 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         return Err(StoreError::BadUrl(url.to_owned()));
     }
     Ok(Arc::new(SqliteStore::open(path).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_shows() {
+        assert_eq!(
+            redact_url("postgres://uid2:s3cret@db.example:5432/uid2?sslmode=require"),
+            "postgres://uid2:***@db.example:5432/uid2?sslmode=require"
+        );
+        // An `@` in the password: the host is after the last one.
+        assert_eq!(
+            redact_url("postgresql://me:p@ss@localhost/x"),
+            "postgresql://me:***@localhost/x"
+        );
+        for unchanged in [
+            "postgres://uid2@localhost/uid2",
+            "sqlite://./uid2-data/uid2.db",
+            "./uid2.db",
+        ] {
+            assert_eq!(redact_url(unchanged), unchanged);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_reported_without_its_password() {
+        let Err(err) = open("mysql://root:hunter2@localhost/uid2").await else {
+            panic!("a MySQL URL opened");
+        };
+        assert!(matches!(err, StoreError::BadUrl(_)), "{err}");
+        let message = err.to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("root:***@localhost"), "{message}");
+    }
 }

@@ -179,7 +179,7 @@ pub(crate) async fn open_store(global: &GlobalArgs) -> Result<AdminStore> {
     }
     let store = uid2_store::open(url)
         .await
-        .with_context(|| format!("opening store {url}"))?;
+        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?;
     if !store.is_initialized().await? {
         return Err(not_initialized(&store.describe()));
     }
@@ -225,7 +225,7 @@ pub(crate) async fn init(global: &GlobalArgs) -> Result<()> {
     let url = &common.store;
     let store = uid2_store::open(url)
         .await
-        .with_context(|| format!("opening store {url}"))?;
+        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?;
     let deployment = common.given.or_defaults();
     let config = OperatorConfig::default().with_raw_uid_settings(deployment);
     let buckets = common.salt_buckets;

@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use uid2_operator::now_ms;
 use uid2_operator::rotation::{
-    KeyRotationPolicy, RETENTION_MARGIN, key_retention, rotate_keys, rotate_salts,
+    DEFAULT_ACTIVATION_LEAD, KeyRotationPolicy, RETENTION_MARGIN, SaltFraction, key_retention,
+    rotate_keys, rotate_salts,
 };
 use uid2_store::{Claim, Store};
 
@@ -22,7 +23,7 @@ pub(crate) enum KeysCommand {
     /// Adds a new key to every keyset (active after the lead time) and removes long-superseded ones.
     Rotate {
         /// Seconds before the new keys are used, so every operator and SDK holds them first.
-        #[arg(long, default_value_t = 3600)]
+        #[arg(long, default_value_t = DEFAULT_ACTIVATION_LEAD.as_secs())]
         activation_lead: u64,
         /// Seconds a superseded key is kept after its successor activates. Default: the longest
         /// token lifetime any operator on this store issues (they record it when they start),
@@ -37,9 +38,9 @@ pub(crate) enum KeysCommand {
 pub(crate) enum SaltsCommand {
     /// Gives a fraction of the salt buckets new salts (their raw UIDs change).
     Rotate {
-        /// Fraction of buckets, e.g. 0.05.
+        /// Fraction of buckets, more than 0 and at most 1, e.g. 0.05.
         #[arg(long)]
-        fraction: f64,
+        fraction: SaltFraction,
     },
 }
 
@@ -111,9 +112,6 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
 pub(crate) async fn salts(global: &GlobalArgs, command: SaltsCommand) -> Result<()> {
     let store = open_store(global).await?.settled.store().clone();
     let SaltsCommand::Rotate { fraction } = command;
-    if !(fraction > 0.0 && fraction <= 1.0) {
-        bail!("--fraction must be in (0, 1], not {fraction}");
-    }
     let rotated = rotate_salts(store.as_ref(), fraction, now_ms(), &mut task_rng(), None)
         .await?
         .expect("an unclaimed rotation always writes");
@@ -127,7 +125,7 @@ pub(crate) struct Schedule {
     pub keys_every: Duration,
     pub key_activation_lead: Duration,
     pub salts_every: Duration,
-    pub salt_fraction: f64,
+    pub salt_fraction: SaltFraction,
 }
 
 impl Schedule {
@@ -230,7 +228,7 @@ mod tests {
         let store = uid2_store::open(&url).await.unwrap();
         let schedule = Schedule {
             salts_every: Duration::from_secs(3_600),
-            salt_fraction: 0.25,
+            salt_fraction: SaltFraction::new(0.25).unwrap(),
             ..Schedule::default()
         };
         let now = now_ms();

@@ -17,7 +17,7 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     let url = &settings.common.store;
     let store = uid2_store::open(url)
         .await
-        .with_context(|| format!("opening store {url}"))?;
+        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?;
     if !store.is_initialized().await? {
         initialize_in_child(&settings).await?;
     }
@@ -69,8 +69,9 @@ async fn initialize_in_child(settings: &ServeSettings) -> Result<()> {
     let common = &settings.common;
     let given = common.given;
     let mut init = tokio::process::Command::new(exe);
-    init.arg("--store")
-        .arg(&common.store)
+    // The URL goes by environment, not argv: other users can read a process's arguments,
+    // and it may hold a password.
+    init.env("UID2_STORE", &common.store)
         .arg("--salt-buckets")
         .arg(common.salt_buckets.to_string());
     if let Some(scope) = given.identity_scope {

@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use uid2_operator::OperatorConfig;
 use uid2_operator::deployment::GivenSettings;
+use uid2_operator::rotation::{DEFAULT_ACTIVATION_LEAD, SaltFraction};
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::salt::{Environment, PRODUCTION_BUCKET_COUNT};
 
@@ -46,7 +47,7 @@ pub(crate) struct ServeArgs {
     pub rotate_salts_every: Option<u64>,
     /// Fraction of salt buckets each salt rotation changes.
     #[arg(long, env = "UID2_SALT_ROTATION_FRACTION")]
-    pub salt_rotation_fraction: Option<f64>,
+    pub salt_rotation_fraction: Option<SaltFraction>,
 }
 
 /// Settings every command shares: where the store is, what a new store is created with, and
@@ -159,7 +160,7 @@ struct FileSettings {
     rotate_keys_every: Option<u64>,
     key_activation_lead: Option<u64>,
     rotate_salts_every: Option<u64>,
-    salt_rotation_fraction: Option<f64>,
+    salt_rotation_fraction: Option<SaltFraction>,
 }
 
 /// Everything `uid2 serve` runs with.
@@ -230,11 +231,10 @@ impl ServeArgs {
                         .or(file.rotate_keys_every)
                         .unwrap_or(0),
                 ),
-                key_activation_lead: Duration::from_secs(
-                    self.key_activation_lead
-                        .or(file.key_activation_lead)
-                        .unwrap_or(3_600),
-                ),
+                key_activation_lead: self
+                    .key_activation_lead
+                    .or(file.key_activation_lead)
+                    .map_or(DEFAULT_ACTIVATION_LEAD, Duration::from_secs),
                 salts_every: Duration::from_secs(
                     self.rotate_salts_every
                         .or(file.rotate_salts_every)
@@ -243,7 +243,7 @@ impl ServeArgs {
                 salt_fraction: self
                     .salt_rotation_fraction
                     .or(file.salt_rotation_fraction)
-                    .unwrap_or(0.05),
+                    .unwrap_or_default(),
             },
         })
     }
@@ -298,6 +298,16 @@ mod tests {
         assert_eq!(defaults.operator, OperatorConfig::default());
         assert_eq!(defaults.common.store, "sqlite://y.db");
         assert_eq!(defaults.common.given, GivenSettings::default());
+
+        assert_eq!(defaults.schedule.salt_fraction, SaltFraction::DEFAULT);
+        assert_eq!(
+            defaults.schedule.key_activation_lead,
+            DEFAULT_ACTIVATION_LEAD
+        );
+        // A salt fraction outside (0, 1] is refused from the file as from a flag.
+        std::fs::write(&path, "salt_rotation_fraction = 1.5\n").unwrap();
+        let refused = ServeArgs::default().resolve(&with_file).unwrap_err();
+        assert!(format!("{refused:#}").contains("at most 1"), "{refused:#}");
 
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
         assert!(ServeArgs::default().resolve(&with_file).is_err());

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{OperatorProcess, cli};
+use support::{ClientCreds, OperatorProcess, add_client, cli};
 use uid2_client::identity_map::UnmappedIdentityReason;
 use uid2_client::{
     BidstreamClient, DecryptionStatus, Error, IdentityMapClient, IdentityMapInput,
@@ -23,12 +23,6 @@ use uid2_proto::identity::HashedIdentity;
 const PUBLISHER_SITE: i32 = 1001;
 const DSP_SITE: i32 = 2001;
 
-/// An API key and its secret (base64), as `uid2 client add --json` prints them.
-struct Credentials {
-    key: String,
-    secret: String,
-}
-
 /// A CSTG key pair, as `uid2 cstg add --json` prints it.
 struct Cstg {
     subscription_id: String,
@@ -38,11 +32,11 @@ struct Cstg {
 struct Fixture {
     store: String,
     url: String,
-    publisher: Credentials,
-    dsp: Credentials,
-    mapper: Credentials,
-    sharer: Credentials,
-    optout: Credentials,
+    publisher: ClientCreds,
+    dsp: ClientCreds,
+    mapper: ClientCreds,
+    sharer: ClientCreds,
+    optout: ClientCreds,
     cstg: Cstg,
     _operator: OperatorProcess,
     _dir: tempfile::TempDir,
@@ -63,27 +57,7 @@ fn start() -> Fixture {
         }
         cli(&store, &args);
     }
-    let client = |name: &str, site: i32, role: &str| {
-        let v: Value = serde_json::from_str(&cli(
-            &store,
-            &[
-                "client",
-                "add",
-                "--name",
-                name,
-                "--site-id",
-                &site.to_string(),
-                "--roles",
-                role,
-                "--json",
-            ],
-        ))
-        .unwrap();
-        Credentials {
-            key: v["key"].as_str().unwrap().to_owned(),
-            secret: v["secret"].as_str().unwrap().to_owned(),
-        }
-    };
+    let client = |name: &str, site: i32, role: &str| add_client(&store, name, site, role);
     let publisher = client("publisher", PUBLISHER_SITE, "generator");
     let dsp = client("dsp", DSP_SITE, "id_reader");
     let mapper = client("mapper", DSP_SITE, "mapper");
@@ -125,28 +99,38 @@ impl Fixture {
     }
 
     fn publisher(&self) -> PublisherClient {
-        PublisherClient::new(&self.url, &self.publisher.key, &self.publisher.secret).unwrap()
+        PublisherClient::new(
+            &self.url,
+            &self.publisher.key,
+            &self.publisher.secret_base64(),
+        )
+        .unwrap()
     }
 
     fn bidstream(&self) -> BidstreamClient {
-        BidstreamClient::new(&self.url, &self.dsp.key, &self.dsp.secret).unwrap()
+        BidstreamClient::new(&self.url, &self.dsp.key, &self.dsp.secret_base64()).unwrap()
     }
 
     fn sharing(&self) -> SharingClient {
-        SharingClient::new(&self.url, &self.sharer.key, &self.sharer.secret).unwrap()
+        SharingClient::new(&self.url, &self.sharer.key, &self.sharer.secret_base64()).unwrap()
     }
 
     fn optout(&self) -> OptOutClient {
-        OptOutClient::new(&self.url, &self.optout.key, &self.optout.secret).unwrap()
+        OptOutClient::new(&self.url, &self.optout.key, &self.optout.secret_base64()).unwrap()
     }
 
     /// The publisher's key (role GENERATOR only) used for an opt-out.
     fn publisher_as_optout(&self) -> OptOutClient {
-        OptOutClient::new(&self.url, &self.publisher.key, &self.publisher.secret).unwrap()
+        OptOutClient::new(
+            &self.url,
+            &self.publisher.key,
+            &self.publisher.secret_base64(),
+        )
+        .unwrap()
     }
 
     fn mapper(&self) -> IdentityMapClient {
-        IdentityMapClient::new(&self.url, &self.mapper.key, &self.mapper.secret).unwrap()
+        IdentityMapClient::new(&self.url, &self.mapper.key, &self.mapper.secret_base64()).unwrap()
     }
 
     async fn generate(&self, input: TokenGenerateInput) -> IdentityTokens {
@@ -258,7 +242,7 @@ async fn publisher_bidstream_sharing_and_identity_map_agree() {
 
     // Every bucket was written at bootstrap: all 4,096 are reported since the year 2000.
     let buckets = mapper.get_identity_buckets(946_684_800_000).await.unwrap();
-    assert_eq!(buckets.len(), 4096);
+    assert_eq!(buckets.len(), support::SALT_BUCKETS);
     assert!(buckets.iter().any(|b| b.bucket_id == mapped.bucket_id));
     assert!(
         mapper
@@ -352,7 +336,7 @@ async fn an_opt_out_is_honoured_everywhere() {
         .raw_uid
         .clone();
     // The mapper's key may ask about opt-outs; nobody has opted out yet.
-    let status = OptOutClient::new(&f.url, &f.mapper.key, &f.mapper.secret).unwrap();
+    let status = OptOutClient::new(&f.url, &f.mapper.key, &f.mapper.secret_base64()).unwrap();
     assert!(status.opted_out_since([&raw_uid]).await.unwrap().is_empty());
 
     let before = now_ms();
@@ -399,7 +383,7 @@ async fn an_opt_out_is_honoured_everywhere() {
 async fn service_errors_are_typed() {
     let f = start();
     // A key without the GENERATOR role.
-    let wrong_role = PublisherClient::new(&f.url, &f.dsp.key, &f.dsp.secret).unwrap();
+    let wrong_role = PublisherClient::new(&f.url, &f.dsp.key, &f.dsp.secret_base64()).unwrap();
     let err = wrong_role
         .generate_token(&TokenGenerateInput::from_email("a@example.com"))
         .await
@@ -450,7 +434,8 @@ async fn service_errors_are_typed() {
         "{err}"
     );
     // The bidstream key endpoint refuses a publisher key; the keys stay unloaded.
-    let not_a_dsp = BidstreamClient::new(&f.url, &f.publisher.key, &f.publisher.secret).unwrap();
+    let not_a_dsp =
+        BidstreamClient::new(&f.url, &f.publisher.key, &f.publisher.secret_base64()).unwrap();
     assert_eq!(
         not_a_dsp.refresh().await.unwrap_err().api_status(),
         Some("unauthorized")
@@ -462,7 +447,7 @@ async fn service_errors_are_typed() {
         DecryptionStatus::NotInitialized
     );
     // Nobody listening.
-    let nowhere = BidstreamClient::new("http://127.0.0.1:9", "k", &f.dsp.secret).unwrap();
+    let nowhere = BidstreamClient::new("http://127.0.0.1:9", "k", &f.dsp.secret_base64()).unwrap();
     assert!(matches!(nowhere.refresh().await, Err(Error::Http(_))));
 }
 
@@ -537,7 +522,7 @@ async fn background_refresher_picks_up_a_new_key() {
     assert_eq!(before.status, DecryptionStatus::NotAuthorizedForMasterKey);
     assert!(bidstream.keys().unwrap().key(next_id).is_none());
 
-    let refresher = bidstream.start_auto_refresh(Duration::from_millis(100));
+    let refresher = bidstream.start_auto_refresh(Duration::from_secs(1));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = bidstream.decrypt_token_into_raw_uid(&identity.advertising_token, None);
@@ -558,7 +543,7 @@ async fn background_refresher_picks_up_a_new_key() {
 
     // The DSP's key is disabled: refreshes fail, are counted, and the keys in use stay.
     f.cli(&["client", "disable", "dsp"]);
-    let failing = bidstream.start_auto_refresh(Duration::from_millis(50));
+    let failing = bidstream.start_auto_refresh(Duration::from_secs(1));
     drop(refresher);
     let deadline = Instant::now() + Duration::from_secs(10);
     while failing.failures() == 0 {

@@ -5,22 +5,12 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Api, ClientCreds, OperatorProcess, UID2, add_client, cli};
+use support::{Api, ClientCreds, OperatorProcess, add_client, add_client_with, cli, run};
 use uid2_proto::encoding::base64_decode;
-
-/// Runs `uid2 --store STORE ARGS…` (with `env` set) and returns what it did.
-fn uid2(store: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(UID2)
-        .args(["--store", store, "--salt-buckets", "1024"])
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("uid2 runs")
-}
 
 fn assert_refused(out: &Output, given: &str, recorded: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -103,7 +93,7 @@ fn serve_and_admin_commands_refuse_settings_that_disagree_with_the_store() {
     let (store, path) = sqlite_store(&dir);
     cli(&store, &["init"]);
 
-    let serve = uid2(
+    let serve = run(
         &store,
         &[],
         &[
@@ -115,7 +105,7 @@ fn serve_and_admin_commands_refuse_settings_that_disagree_with_the_store() {
         ],
     );
     assert_refused(&serve, "identity scope EUID", "UID2");
-    let from_env = uid2(
+    let from_env = run(
         &store,
         &[("UID2_V3_RAW_UIDS", "true")],
         &["optout", "add", "--email", "x@example.com"],
@@ -123,13 +113,13 @@ fn serve_and_admin_commands_refuse_settings_that_disagree_with_the_store() {
     assert_refused(&from_env, "v3 raw UIDs true", "false");
     let config = dir.path().join("uid2.toml");
     std::fs::write(&config, "environment = \"prod\"\n").unwrap();
-    let from_file = uid2(
+    let from_file = run(
         &store,
         &[],
         &["--config", config.to_str().unwrap(), "client", "list"],
     );
     assert_refused(&from_file, "environment prod", "test");
-    let init_again = uid2(&store, &[], &["--environment", "integ", "init"]);
+    let init_again = run(&store, &[], &["--environment", "integ", "init"]);
     assert_refused(&init_again, "environment integ", "test");
     // Nothing was recorded by the refused commands.
     let optouts: i64 = rusqlite::Connection::open(path)
@@ -139,7 +129,7 @@ fn serve_and_admin_commands_refuse_settings_that_disagree_with_the_store() {
     assert_eq!(optouts, 0);
 
     // Values that agree are fine.
-    let agreeing = uid2(
+    let agreeing = run(
         &store,
         &[],
         &[
@@ -166,9 +156,9 @@ async fn a_store_initialised_before_settings_were_recorded_adopts_the_first_ones
     forget_settings(&path);
 
     // The first command adopts what it is given, once; later ones must agree.
-    let mapper = add_client_with(&store, &["--v3-raw-uids", "true"], "mapper");
+    let mapper = add_client_with(&store, &["--v3-raw-uids", "true"], "mapper", 999, "mapper");
     assert_refused(
-        &uid2(&store, &[], &["--v3-raw-uids", "false", "client", "list"]),
+        &run(&store, &[], &["--v3-raw-uids", "false", "client", "list"]),
         "v3 raw UIDs false",
         "true",
     );
@@ -186,7 +176,7 @@ async fn a_store_initialised_before_settings_were_recorded_adopts_the_first_ones
     forget_settings(&path);
     cli(&store, &["keys", "list"]);
     assert_refused(
-        &uid2(&store, &[], &["--identity-scope", "euid", "keys", "list"]),
+        &run(&store, &[], &["--identity-scope", "euid", "keys", "list"]),
         "identity scope EUID",
         "UID2",
     );
@@ -202,28 +192,4 @@ fn forget_settings(path: &std::path::Path) {
             [],
         )
         .unwrap();
-}
-
-/// `uid2 client add` (role mapper, demo site) with global `flags` before it.
-fn add_client_with(store: &str, flags: &[&str], name: &str) -> ClientCreds {
-    let mut args = flags.to_vec();
-    args.extend([
-        "client",
-        "add",
-        "--name",
-        name,
-        "--site-id",
-        "999",
-        "--roles",
-        "mapper",
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&cli(store, &args)).unwrap();
-    ClientCreds {
-        key: v["key"].as_str().unwrap().to_owned(),
-        secret: base64_decode(v["secret"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    }
 }

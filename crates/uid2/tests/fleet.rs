@@ -11,13 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use support::{Api, OperatorProcess, add_client, cli};
+use serde_json::json;
+use support::{Answer, Api, OperatorProcess, add_client, cli};
 use tokio::sync::Mutex;
-use uid2_operator::now_ms;
-use uid2_proto::cipher::GcmKey;
-use uid2_proto::encoding::base64_encode;
-use uid2_proto::envelope::seal_request;
 use uid2_testkit::pg::PgCluster;
 
 struct Fleet {
@@ -68,47 +64,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// A v2 call whose reply is returned raw (status, headers, body): for error replies, where
-/// the headers matter too.
-async fn raw_call(
-    base: &str,
-    client: &support::ClientCreds,
-    path: &str,
-    payload: &Value,
-) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let sealed = seal_request(
-        &GcmKey::new(&client.secret),
-        now_ms(),
-        rand::random(),
-        payload.to_string().as_bytes(),
-        &mut rand::rng(),
-    );
-    let response = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(&client.key)
-        .body(base64_encode(&sealed))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("operator reachable");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.bytes().await.unwrap().to_vec())
-}
-
 /// Checks a refused opt-out: 503 with the UID2 status JSON and a `Retry-After` (2 s, within
 /// the store breaker's 0.25–4 s backoff).
-fn assert_retryable_refusal(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) {
-    assert_eq!(status, 503, "{}", String::from_utf8_lossy(body));
-    let json: Value = serde_json::from_slice(body).expect("the UID2 status JSON");
-    assert_eq!(json["status"], "unknown", "{json}");
-    assert!(json["message"].is_string(), "{json}");
+fn assert_retryable_refusal(reply: &Answer) {
+    assert_eq!(reply.http, 503, "{reply:?}");
+    assert_eq!(reply.json["status"], "unknown", "{reply:?}");
+    assert!(reply.json["message"].is_string(), "{reply:?}");
     assert_eq!(
-        headers
+        reply
+            .headers
             .get("retry-after")
             .map(|v| v.to_str().unwrap_or_default()),
         Some("2"),
-        "{headers:?}"
+        "{reply:?}"
     );
 }
 
@@ -293,14 +261,15 @@ async fn a_store_outage_loses_nothing_and_never_fails_tokens() {
     assert!(health.contains("not fully synced for "), "{health}");
     let metrics = api.get_text(&format!("{}/metrics", f.b.url)).await;
     assert!(metrics.contains("uid2_store_reachable 0"), "{metrics}");
-    let (status, headers, body) = raw_call(
-        &f.a.url,
-        &f.optout,
-        "/v2/token/logout",
-        &json!({ "email": "refused@example.com" }),
-    )
-    .await;
-    assert_retryable_refusal(status, &headers, &body);
+    let refused = api
+        .call(
+            &f.a.url,
+            &f.optout,
+            "/v2/token/logout",
+            &json!({ "email": "refused@example.com" }),
+        )
+        .await;
+    assert_retryable_refusal(&refused);
     tokio::time::sleep(outage.saturating_sub(down.elapsed())).await;
     cluster.restart().unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -333,9 +302,20 @@ async fn a_store_outage_loses_nothing_and_never_fails_tokens() {
     );
 
     // Every acknowledged opt-out is on both operators once they have synced.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let health = api.get_text(&format!("{}/ops/healthcheck", f.b.url)).await;
-    assert_eq!(health, "OK", "the operator recovers by itself");
+    for url in [&f.a.url, &f.b.url] {
+        let recovering = Instant::now();
+        loop {
+            let health = api.get_text(&format!("{url}/ops/healthcheck")).await;
+            if health == "OK" {
+                break;
+            }
+            assert!(
+                recovering.elapsed() < Duration::from_secs(20),
+                "the operator does not recover by itself: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     for email in &acknowledged {
         for url in [&f.a.url, &f.b.url] {
             let answer = api
@@ -365,19 +345,19 @@ async fn a_hung_database_refuses_optouts_within_seconds() {
     f.cluster.pause().unwrap();
     let logouts: Vec<_> = (0..6)
         .map(|i| {
-            let (url, optout) = (f.a.url.clone(), f.optout.clone());
+            let (url, optout, api) = (f.a.url.clone(), f.optout.clone(), api.clone());
             tokio::spawn(async move {
                 let sent = Instant::now();
                 let email = json!({ "email": format!("hung-{i}@example.com") });
-                let reply = raw_call(&url, &optout, "/v2/token/logout", &email).await;
+                let reply = api.call(&url, &optout, "/v2/token/logout", &email).await;
                 (reply, sent.elapsed())
             })
         })
         .collect();
     let mut took = Vec::new();
     for l in logouts {
-        let ((status, headers, body), elapsed) = l.await.unwrap();
-        assert_retryable_refusal(status, &headers, &body);
+        let (reply, elapsed) = l.await.unwrap();
+        assert_retryable_refusal(&reply);
         took.push(elapsed);
     }
     println!("6 concurrent opt-outs on a hung database refused after {took:?}");

@@ -4,19 +4,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::json;
-use support::{Api, ClientCreds, UID2};
+use support::{Api, ClientCreds, OperatorProcess, UID2};
 use uid2_proto::encoding::base64_decode;
 
 fn uid2(store: &str, args: &[&str]) -> Output {
-    Command::new(UID2)
-        .args(["--store", store, "--salt-buckets", "256"])
-        .args(args)
-        .output()
-        .expect("uid2 runs")
+    support::run(store, &[], args)
 }
 
 const ADMIN_COMMANDS: &[&[&str]] = &[
@@ -86,7 +81,10 @@ fn init_initialises_once_and_then_changes_nothing() {
     assert!(first.status.success());
     let first = String::from_utf8(first.stdout).unwrap();
     assert!(first.contains("Initialised an empty store"), "{first}");
-    assert!(first.contains("(256 salt buckets)"), "{first}");
+    assert!(
+        first.contains(&format!("({} salt buckets)", support::SALT_BUCKETS)),
+        "{first}"
+    );
     assert_eq!(
         first.matches("API key: UID2-C-L-999-").count(),
         1,
@@ -117,7 +115,8 @@ fn after<'a>(lines: &'a [String], label: &str) -> &'a str {
 async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
-    let mut child = Command::new(UID2)
+    let mut command = Command::new(UID2);
+    command
         .arg("serve")
         .env("UID2_STORE", &store)
         .env("UID2_LISTEN", "127.0.0.1:0")
@@ -125,24 +124,9 @@ async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
         .env("UID2_IDENTITY_TOKEN_EXPIRES_AFTER", "600")
         .env("UID2_REFRESH_TOKEN_EXPIRES_AFTER", "1200")
         .env("UID2_REFRESH_IDENTITY_TOKEN_AFTER", "60")
-        .env("UID2_ENVIRONMENT", "integ")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = reader
-            .next()
-            .expect("uid2 serve printed its address")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("uid2 operator listening on ") {
-            break url.to_owned();
-        }
-        lines.push(line);
-    };
-    std::thread::spawn(move || for _ in reader {});
+        .env("UID2_ENVIRONMENT", "integ");
+    let operator = OperatorProcess::spawn(command);
+    let (url, lines) = (&operator.url, &operator.printed);
     assert!(
         lines.iter().any(|l| l.contains("(128 salt buckets)")),
         "{lines:?}"
@@ -155,12 +139,12 @@ async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
         "{lines:?}"
     );
     assert!(
-        after(&lines, "API key:").starts_with("UID2-C-I-999-"),
+        after(lines, "API key:").starts_with("UID2-C-I-999-"),
         "{lines:?}"
     );
     let demo = ClientCreds {
-        key: after(&lines, "API key:").to_owned(),
-        secret: base64_decode(after(&lines, "secret:"))
+        key: after(lines, "API key:").to_owned(),
+        secret: base64_decode(after(lines, "secret:"))
             .unwrap()
             .try_into()
             .unwrap(),
@@ -169,7 +153,7 @@ async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
     let before = uid2_operator::now_ms();
     let answer = Api::default()
         .call(
-            &url,
+            url,
             &demo,
             "/v2/token/generate",
             &json!({"email": "env@example.com"}),
@@ -190,6 +174,4 @@ async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
     within("refresh_from", 60);
     let metrics = Api::default().get_text(&format!("{url}/metrics")).await;
     assert!(metrics.contains("uid2_salt_buckets 128"), "{metrics}");
-    let _ = child.kill();
-    let _ = child.wait();
 }

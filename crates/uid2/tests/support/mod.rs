@@ -3,8 +3,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use uid2_proto::cipher::GcmKey;
@@ -13,13 +14,47 @@ use uid2_proto::envelope::{open_bare_response, open_response, seal_request};
 
 pub const UID2: &str = env!("CARGO_BIN_EXE_uid2");
 
-/// Runs an admin command against `store` and returns its stdout.
-pub fn cli(store: &str, args: &[&str]) -> String {
-    let out = Command::new(UID2)
-        .args(["--store", store, "--salt-buckets", "4096"])
+/// Salt buckets of the stores the tests create: few, so that `uid2 init` is quick.
+pub const SALT_BUCKETS: usize = 1024;
+
+/// How long any `uid2` command may take before a test gives up on it.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `uid2 --store STORE --salt-buckets N ARGS…` with `env` set, and returns what it did.
+/// A command still running after two minutes (a `serve` that was expected to be refused, say)
+/// is killed and fails the test.
+pub fn run(store: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let child = Command::new(UID2)
+        .args([
+            "--store",
+            store,
+            "--salt-buckets",
+            &SALT_BUCKETS.to_string(),
+        ])
         .args(args)
-        .output()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("uid2 runs");
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(COMMAND_DEADLINE) {
+        Ok(output) => output.expect("uid2 runs"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("uid2 {args:?} did not finish within {COMMAND_DEADLINE:?}");
+        }
+    }
+}
+
+/// Runs an admin command against `store` and returns its stdout; it must succeed.
+pub fn cli(store: &str, args: &[&str]) -> String {
+    let out = run(store, &[], args);
     assert!(
         out.status.success(),
         "uid2 {args:?}: {}",
@@ -41,22 +76,40 @@ pub struct ClientCreds {
     pub secret: [u8; 32],
 }
 
+impl ClientCreds {
+    /// The secret as `uid2 client add` prints it and the SDKs take it: base64.
+    pub fn secret_base64(&self) -> String {
+        base64_encode(&self.secret)
+    }
+}
+
+/// Adds a client with `uid2 client add`.
 pub fn add_client(store: &str, name: &str, site: i32, roles: &str) -> ClientCreds {
-    let v: Value = serde_json::from_str(&cli(
-        store,
-        &[
-            "client",
-            "add",
-            "--name",
-            name,
-            "--site-id",
-            &site.to_string(),
-            "--roles",
-            roles,
-            "--json",
-        ],
-    ))
-    .unwrap();
+    add_client_with(store, &[], name, site, roles)
+}
+
+/// [`add_client`], with global `flags` (deployment settings, say) before the command.
+pub fn add_client_with(
+    store: &str,
+    flags: &[&str],
+    name: &str,
+    site: i32,
+    roles: &str,
+) -> ClientCreds {
+    let site = site.to_string();
+    let mut args = flags.to_vec();
+    args.extend([
+        "client",
+        "add",
+        "--name",
+        name,
+        "--site-id",
+        &site,
+        "--roles",
+        roles,
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&cli(store, &args)).unwrap();
     ClientCreds {
         key: v["key"].as_str().unwrap().to_owned(),
         secret: base64_decode(v["secret"].as_str().unwrap())
@@ -70,31 +123,64 @@ pub fn add_client(store: &str, name: &str, site: i32, roles: &str) -> ClientCred
 pub struct OperatorProcess {
     child: Child,
     pub url: String,
+    /// What it printed before it listened (the bootstrap report of a fresh store).
+    pub printed: Vec<String>,
 }
 
 impl OperatorProcess {
+    /// Starts `uid2 --store STORE serve` on a free port with `extra` flags.
     pub fn start(store: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(UID2)
+        let mut command = Command::new(UID2);
+        command
             .args(["--store", store, "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(extra);
+        Self::spawn(command)
+    }
+
+    /// Starts `command` (a `uid2 … serve`) and waits until it listens. If it exits first or
+    /// takes over two minutes, the test fails with what it wrote to stderr.
+    pub fn spawn(mut command: Command) -> Self {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let mut child = command
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr.reopen().unwrap())
             .spawn()
             .expect("uid2 serve starts");
         let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
+        let (line_tx, lines) = mpsc::channel();
+        // Reads every line, so the process never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + COMMAND_DEADLINE;
+        let mut printed = Vec::new();
         let url = loop {
-            let line = lines
-                .next()
-                .expect("uid2 serve printed its address")
-                .unwrap();
-            if let Some(url) = line.strip_prefix("uid2 operator listening on ") {
-                break url.to_owned();
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => match line.strip_prefix("uid2 operator listening on ") {
+                    Some(url) => break url.to_owned(),
+                    None => printed.push(line),
+                },
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "uid2 serve never listened ({e}); it printed {printed:?} and wrote:\n{}",
+                        std::fs::read_to_string(stderr.path()).unwrap_or_default()
+                    );
+                }
             }
         };
-        // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child, url }
+        Self {
+            child,
+            url,
+            printed,
+        }
     }
 }
 
@@ -111,10 +197,11 @@ pub struct Api {
     http: reqwest::Client,
 }
 
-/// An answer: HTTP status and decrypted JSON (or the plain error JSON).
+/// An answer: HTTP status, headers and decrypted JSON (or the plain error JSON).
 #[derive(Debug)]
 pub struct Answer {
     pub http: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub json: Value,
 }
 
@@ -160,6 +247,7 @@ impl Api {
             .await
             .expect("operator reachable");
         let http = response.status().as_u16();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
         let json = if http == 200 {
             let opened = open_response(&key, &base64_decode(&bytes).unwrap(), nonce).unwrap();
@@ -167,7 +255,11 @@ impl Api {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        Answer { http, json }
+        Answer {
+            http,
+            headers,
+            json,
+        }
     }
 
     /// Refreshes an identity (as a browser would: no API key).
@@ -180,6 +272,7 @@ impl Api {
             .await
             .expect("operator reachable");
         let http = response.status().as_u16();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
         let json = if http == 200 {
             let key: [u8; 32] = base64_decode(identity["refresh_response_key"].as_str().unwrap())
@@ -193,7 +286,11 @@ impl Api {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        Answer { http, json }
+        Answer {
+            http,
+            headers,
+            json,
+        }
     }
 
     pub async fn get_text(&self, url: &str) -> String {
