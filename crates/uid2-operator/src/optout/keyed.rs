@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::sorted_run::{Entry, KEY_LEN, Keep, SortedRun};
+use super::sorted_run::{Entry, KEY_LEN, SortedRun};
 
 /// Shards of the base: one per value of a key's first byte.
 pub(super) const SHARDS: usize = 256;
@@ -57,7 +57,7 @@ impl Keyed {
         Self {
             shards: by_shard
                 .into_iter()
-                .map(|list| SortedRun::build_skipping(list, Keep::Earliest, SHARD_BITS))
+                .map(|list| SortedRun::build_skipping(list, SHARD_BITS))
                 .collect(),
             recent: SortedRun::default(),
             local: SortedRun::default(),
@@ -82,9 +82,7 @@ impl Keyed {
     /// A new index with the sorted `batch` added to the local run (a copy of the local run).
     pub(super) fn with_local(&self, batch: &SortedRun) -> Self {
         Self {
-            local: self
-                .local
-                .merged_with_sorted(batch.entries(), Keep::Earliest),
+            local: self.local.merged_with_sorted(batch.entries()),
             ..self.clone()
         }
     }
@@ -95,12 +93,10 @@ impl Keyed {
         if batch.is_empty() && self.local.is_empty() {
             return self.clone();
         }
-        let added = batch.merged_with_sorted(self.local.entries(), Keep::Earliest);
+        let added = batch.merged_with_sorted(self.local.entries());
         Self {
             shards: self.shards.clone(),
-            recent: self
-                .recent
-                .merged_with_sorted(added.entries(), Keep::Earliest),
+            recent: self.recent.merged_with_sorted(added.entries()),
             local: SortedRun::default(),
         }
     }
@@ -150,7 +146,7 @@ impl Keyed {
                 let merged = if slice.is_empty() {
                     self.shards[s].clone()
                 } else {
-                    self.shards[s].merged_with_sorted(slice, Keep::Earliest)
+                    self.shards[s].merged_with_sorted(slice)
                 };
                 (s, merged)
             })
@@ -208,10 +204,7 @@ mod tests {
     #[test]
     fn compaction_in_steps_keeps_every_entry_visible() {
         let index = Keyed::from_unsorted((0..5_000).map(|i| entry(i, 100)).collect());
-        let batch = SortedRun::build(
-            (4_000..9_000).map(|i| entry(i, 50)).collect(),
-            Keep::Earliest,
-        );
+        let batch = SortedRun::build((4_000..9_000).map(|i| entry(i, 50)).collect());
         let mut index = index.with_recent(&batch);
         let check = |index: &Keyed| {
             for i in (0..9_000).step_by(7) {
@@ -224,10 +217,10 @@ mod tests {
         // Appends while the compaction runs: one by this operator, then a sync pass folding it
         // (and another one) into the recent run.
         let compacting = index.recent().clone();
-        index = index.with_local(&SortedRun::build(vec![entry(20_000, 7)], Keep::Earliest));
+        index = index.with_local(&SortedRun::build(vec![entry(20_000, 7)]));
         assert_eq!(index.get(&entry(20_000, 0).key), Some(7));
         assert_eq!(index.local().len(), 1);
-        index = index.with_recent(&SortedRun::build(vec![entry(20_001, 8)], Keep::Earliest));
+        index = index.with_recent(&SortedRun::build(vec![entry(20_001, 8)]));
         assert_eq!(index.local().len(), 0);
         for group in (0..SHARDS).step_by(64) {
             let merged = index.merge_shards(&compacting, group..group + 64);
@@ -245,7 +238,7 @@ mod tests {
     #[test]
     fn a_merge_rebased_onto_a_compaction_and_new_local_entries_keeps_both() {
         let run = |range: std::ops::Range<u32>, secs| {
-            SortedRun::build(range.map(|i| entry(i, secs)).collect(), Keep::Earliest)
+            SortedRun::build(range.map(|i| entry(i, secs)).collect())
         };
         // The base: shards, a recent run about to be compacted, one local entry.
         let base = Keyed::from_unsorted((0..1_000).map(|i| entry(i, 100)).collect())

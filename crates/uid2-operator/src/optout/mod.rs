@@ -14,7 +14,7 @@ pub mod sorted_run;
 use std::ops::Range;
 
 use keyed::{Keyed, SHARDS};
-use sorted_run::{Entry, KEY_LEN, Keep, SortedRun};
+use sorted_run::{Entry, KEY_LEN, SortedRun};
 use uid2_proto::cipher::sha256;
 use uid2_proto::salt::FirstLevelHash;
 use uid2_store::OptOutRecord;
@@ -107,8 +107,8 @@ impl OptOutIndexBuilder {
     /// The records as one sorted batch to append with [`OptOutIndex::with_batch`].
     pub fn finish_batch(self) -> OptOutBatch {
         OptOutBatch {
-            by_flh: SortedRun::build(self.by_flh, Keep::Earliest),
-            by_uid: SortedRun::build(self.by_uid, Keep::Earliest),
+            by_flh: SortedRun::build(self.by_flh),
+            by_uid: SortedRun::build(self.by_uid),
             last_seq: self.last_seq,
         }
     }

@@ -26,13 +26,6 @@ pub struct Entry {
     pub secs: u32,
 }
 
-/// Which time to keep when a key appears more than once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keep {
-    /// The first opt-out (what "opted out since" means).
-    Earliest,
-}
-
 /// A sorted run.
 #[derive(Debug, Clone, Default)]
 pub struct SortedRun {
@@ -54,18 +47,17 @@ fn directory_slot(key: &[u8; KEY_LEN], skip: u32, bits: u32) -> usize {
 }
 
 impl SortedRun {
-    /// Sorts and de-duplicates `entries` into a run.
-    pub fn build(entries: Vec<Entry>, keep: Keep) -> Self {
-        Self::build_skipping(entries, keep, 0)
+    /// Sorts `entries` into a run; of a key given more than once, the earliest time is kept
+    /// (the first opt-out is what "opted out since" means), as in every merge.
+    pub fn build(entries: Vec<Entry>) -> Self {
+        Self::build_skipping(entries, 0)
     }
 
     /// Like [`build`](Self::build), for entries that all share their first `skip` key bits.
-    pub fn build_skipping(mut entries: Vec<Entry>, keep: Keep, skip: u32) -> Self {
+    pub fn build_skipping(mut entries: Vec<Entry>, skip: u32) -> Self {
         entries.sort_unstable();
-        match keep {
-            // Sorted by (key, secs): the first of each key is the earliest.
-            Keep::Earliest => entries.dedup_by(|later, first| later.key == first.key),
-        }
+        // Sorted by (key, secs): the first of each key is the earliest.
+        entries.dedup_by(|later, first| later.key == first.key);
         Self::from_sorted(entries, skip)
     }
 
@@ -91,8 +83,9 @@ impl SortedRun {
         }
     }
 
-    /// Merges `self` with the sorted, de-duplicated `more` into a new run (linear).
-    pub fn merged_with_sorted(&self, more: &[Entry], keep: Keep) -> Self {
+    /// Merges `self` with the sorted, de-duplicated `more` into a new run (linear), keeping the
+    /// earliest time of a key in both.
+    pub fn merged_with_sorted(&self, more: &[Entry]) -> Self {
         let mut out: Vec<Entry> = Vec::with_capacity(self.entries.len() + more.len());
         let (mut a, mut b) = (self.entries.iter().peekable(), more.iter().peekable());
         loop {
@@ -102,18 +95,18 @@ impl SortedRun {
                 (Some(_), None) => *a.next().expect("peeked"),
                 (None, None) => break,
             };
-            match (keep, out.last()) {
-                (Keep::Earliest, Some(last)) if last.key == next.key => {}
-                _ => out.push(next),
+            // Equal keys come out earliest first.
+            if out.last().is_none_or(|last| last.key != next.key) {
+                out.push(next);
             }
         }
         Self::from_sorted(out, self.skip)
     }
 
     /// Merges `self` with unsorted `more` into a new run.
-    pub fn merged_with(&self, more: Vec<Entry>, keep: Keep) -> Self {
-        let more = Self::build(more, keep);
-        self.merged_with_sorted(more.entries(), keep)
+    pub fn merged_with(&self, more: Vec<Entry>) -> Self {
+        let more = Self::build(more);
+        self.merged_with_sorted(more.entries())
     }
 
     /// Whether `other` is this very run (a clone of it), not only equal to it.
@@ -194,7 +187,6 @@ mod tests {
                         secs: i,
                     })
                     .collect(),
-                Keep::Earliest,
             );
             assert_eq!(run.len(), n as usize);
             for i in 0..n {
@@ -217,7 +209,7 @@ mod tests {
             .filter(|e| e.key[0] == 0x5a)
             .collect();
         let n = entries.len();
-        let shard = SortedRun::build_skipping(entries.clone(), Keep::Earliest, 8);
+        let shard = SortedRun::build_skipping(entries.clone(), 8);
         assert!(shard.bits > 0);
         // The directory spreads the shard's entries (indexing the shared byte would put them
         // all in one slot).
@@ -235,19 +227,16 @@ mod tests {
 
     #[test]
     fn duplicates_keep_the_earliest_and_merges_agree_with_builds() {
-        let run = SortedRun::build(
-            vec![
-                Entry {
-                    key: key(1),
-                    secs: 50,
-                },
-                Entry {
-                    key: key(1),
-                    secs: 20,
-                },
-            ],
-            Keep::Earliest,
-        );
+        let run = SortedRun::build(vec![
+            Entry {
+                key: key(1),
+                secs: 50,
+            },
+            Entry {
+                key: key(1),
+                secs: 20,
+            },
+        ]);
         assert_eq!(run.get(&key(1)), Some(20));
         let base = SortedRun::build(
             (0..1000)
@@ -256,7 +245,6 @@ mod tests {
                     secs: 100,
                 })
                 .collect(),
-            Keep::Earliest,
         );
         let more: Vec<Entry> = (500..1500)
             .map(|i| Entry {
@@ -264,10 +252,10 @@ mod tests {
                 secs: if i < 1000 { 10 } else { 200 },
             })
             .collect();
-        let merged = base.merged_with(more.clone(), Keep::Earliest);
+        let merged = base.merged_with(more.clone());
         assert_eq!(merged.len(), 1500);
         // Removing what was merged in leaves the base's own entries that `more` did not beat.
-        let more_run = SortedRun::build(more.clone(), Keep::Earliest);
+        let more_run = SortedRun::build(more.clone());
         let rest = merged.without(&more_run);
         assert_eq!(rest.len(), 500);
         assert_eq!(rest.get(&key(600)), None);
@@ -277,9 +265,6 @@ mod tests {
         assert_eq!(merged.get(&key(1200)), Some(200));
         let mut all: Vec<Entry> = base.entries().to_vec();
         all.extend(more);
-        assert_eq!(
-            merged.entries(),
-            SortedRun::build(all, Keep::Earliest).entries()
-        );
+        assert_eq!(merged.entries(), SortedRun::build(all).entries());
     }
 }
