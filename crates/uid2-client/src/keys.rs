@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use uid2_proto::encoding::base64_decode_into;
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::key::{Key, KeyRing};
@@ -36,10 +37,14 @@ pub struct KeyContainer {
     latest_expires_ms: Option<i64>,
 }
 
-/// A key endpoint's decrypted answer; its `status` is checked apart, and may be absent.
+/// A key endpoint's decrypted answer. The body is read only once the status is known to be
+/// `success` (or absent), so that another status is reported as such, whatever its body.
 #[derive(Deserialize)]
-struct AnswerJson {
-    body: KeysResponse,
+struct AnswerJson<'a> {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
 }
 
 impl KeyContainer {
@@ -49,18 +54,16 @@ impl KeyContainer {
     /// Missing fields take the official SDKs' defaults: scope UID2, no lifetime limit, 30 minutes
     /// of clock skew, 30-day sharing tokens.
     pub fn from_json(json: &[u8]) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct Status {
-            #[serde(default)]
-            status: Option<String>,
-        }
-        if let Ok(Status { status: Some(s) }) = serde_json::from_slice::<Status>(json)
-            && s != "success"
+        let answer: AnswerJson<'_> = serde_json::from_slice(json).map_err(Error::malformed)?;
+        if let Some(status) = answer.status
+            && status != "success"
         {
-            return Err(Error::UnexpectedStatus(s));
+            return Err(Error::UnexpectedStatus(status));
         }
-        let answer: AnswerJson = serde_json::from_slice(json).map_err(Error::malformed)?;
-        Self::from_body(answer.body)
+        let body = answer
+            .body
+            .ok_or_else(|| Error::malformed("the answer has no body"))?;
+        Self::from_body(serde_json::from_str(body.get()).map_err(Error::malformed)?)
     }
 
     fn from_body(body: KeysResponse) -> Result<Self> {
@@ -280,6 +283,28 @@ mod tests {
         assert!(c.is_valid(1_893_456_999_999));
         assert!(!c.is_valid(1_893_457_000_000));
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn another_status_is_reported_whatever_the_body() {
+        for json in [
+            r#"{"status":"unauthorized","body":"not keys"}"#,
+            r#"{"status":"unauthorized"}"#,
+        ] {
+            match KeyContainer::from_json(json.as_bytes()) {
+                Err(Error::UnexpectedStatus(s)) => assert_eq!(s, "unauthorized"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+        for json in [r#"{"status":"success"}"#, r#"{"body":"keys"}"#, "[]"] {
+            assert!(
+                matches!(
+                    KeyContainer::from_json(json.as_bytes()),
+                    Err(Error::MalformedResponse(_))
+                ),
+                "{json}"
+            );
+        }
     }
 
     #[test]
