@@ -16,7 +16,7 @@ fn env(name: &str) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), uid2_client::Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let email = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "user@example.com".into());

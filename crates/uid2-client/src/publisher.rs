@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use uid2_proto::encoding::base64_decode;
 use uid2_proto::envelope::open_bare_response;
 use uid2_proto::identity::HashedIdentity;
@@ -14,55 +13,11 @@ use uid2_proto::identity::HashedIdentity;
 use crate::error::{Error, Result};
 use crate::transport::{Answer, Transport};
 
-/// The tokens of one identity, as `/v2/token/generate` and `/v2/token/refresh` return them.
-/// Times are Unix **milliseconds**. Keep it in the user's session (e.g. as
-/// [`to_json_string`](Self::to_json_string)) and refresh it when
-/// [`is_due_for_refresh`](Self::is_due_for_refresh).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityTokens {
-    /// The advertising token to put in bid requests.
-    pub advertising_token: String,
-    /// The refresh token (opaque; the 388-character wrapper of the v2 API).
-    pub refresh_token: String,
-    /// When the advertising token expires (ms).
-    pub identity_expires: i64,
-    /// When the refresh token expires (ms).
-    pub refresh_expires: i64,
-    /// When to start refreshing (ms).
-    pub refresh_from: i64,
-    /// The key (base64) that opens the answer of the next refresh.
-    #[serde(default)]
-    pub refresh_response_key: String,
-}
-
-impl IdentityTokens {
-    /// Reads an identity saved with [`to_json_string`](Self::to_json_string) (or the `body` of
-    /// a generate answer).
-    pub fn from_json_str(json: &str) -> Result<Self> {
-        serde_json::from_str(json).map_err(Error::malformed)
-    }
-
-    /// The identity as JSON, to keep in a session.
-    pub fn to_json_string(&self) -> String {
-        serde_json::to_string(self).expect("identity tokens serialise")
-    }
-
-    /// Whether the advertising token has expired at `now_ms` (strictly after `identity_expires`).
-    pub fn is_expired(&self, now_ms: i64) -> bool {
-        now_ms > self.identity_expires
-    }
-
-    /// Whether it is time to refresh at `now_ms`: past `refresh_from`, or expired.
-    pub fn is_due_for_refresh(&self, now_ms: i64) -> bool {
-        now_ms > self.refresh_from || self.is_expired(now_ms)
-    }
-
-    /// Whether the identity can still be refreshed at `now_ms`: the refresh token has not
-    /// expired and there is one.
-    pub fn is_refreshable(&self, now_ms: i64) -> bool {
-        now_ms <= self.refresh_expires && !self.refresh_token.is_empty()
-    }
-}
+/// The tokens of one identity, as `/v2/token/generate` and `/v2/token/refresh` return them
+/// (the protocol's own type). Keep it in the user's session (e.g. as
+/// [`to_json_string`](IdentityTokens::to_json_string)) and refresh it when
+/// [`is_due_for_refresh`](IdentityTokens::is_due_for_refresh).
+pub use uid2_proto::wire::IdentityTokens;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InputKind {
@@ -230,8 +185,10 @@ impl PublisherClient {
         identity: &IdentityTokens,
         now_ms: i64,
     ) -> Result<TokenRefreshResponse> {
-        let key: [u8; 32] = base64_decode(&identity.refresh_response_key)
-            .ok()
+        let key: [u8; 32] = identity
+            .refresh_response_key
+            .as_deref()
+            .and_then(|key| base64_decode(key).ok())
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| {
                 Error::InvalidInput("the identity has no 32-byte refresh_response_key".into())
@@ -260,51 +217,6 @@ impl PublisherClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn identity() -> IdentityTokens {
-        IdentityTokens {
-            advertising_token: "A4AAAA".into(),
-            refresh_token: "R".into(),
-            identity_expires: 2_000,
-            refresh_expires: 3_000,
-            refresh_from: 1_000,
-            refresh_response_key: "k".into(),
-        }
-    }
-
-    #[test]
-    fn identity_times_are_compared_in_milliseconds() {
-        let id = identity();
-        assert!(!id.is_due_for_refresh(1_000));
-        assert!(id.is_due_for_refresh(1_001));
-        assert!(!id.is_expired(2_000));
-        assert!(id.is_expired(2_001));
-        assert!(id.is_refreshable(3_000));
-        assert!(!id.is_refreshable(3_001));
-        let no_refresh = IdentityTokens {
-            refresh_token: String::new(),
-            ..identity()
-        };
-        assert!(!no_refresh.is_refreshable(0));
-        // Realistic millisecond values: one second before refresh_from is not due.
-        let real = IdentityTokens {
-            refresh_from: 1_700_000_000_000,
-            identity_expires: 1_700_000_360_000,
-            refresh_expires: 1_702_592_000_000,
-            ..identity()
-        };
-        assert!(!real.is_due_for_refresh(1_699_999_999_000));
-        assert!(real.is_due_for_refresh(1_700_000_000_001));
-    }
-
-    #[test]
-    fn identity_json_round_trips() {
-        let id = identity();
-        let json = id.to_json_string();
-        assert!(json.contains("\"refresh_response_key\":\"k\""));
-        assert_eq!(IdentityTokens::from_json_str(&json).unwrap(), id);
-        assert!(IdentityTokens::from_json_str("{}").is_err());
-    }
 
     #[test]
     fn generate_inputs_hash_like_the_official_sdks() {

@@ -102,7 +102,11 @@ fn main() {
     .token(&master(), &site());
     // A character of the ciphertext changed (the last one may carry only padding bits).
     let middle = v4.len() / 2;
-    let replaced = if &v4[middle..=middle] == "A" { "Q" } else { "A" };
+    let replaced = if &v4[middle..=middle] == "A" {
+        "Q"
+    } else {
+        "A"
+    };
     let tampered = format!("{}{replaced}{}", &v4[..middle], &v4[middle + 1..]);
     let other_master = uid2_proto::key::Key::new(
         900,

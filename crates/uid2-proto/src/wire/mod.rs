@@ -94,12 +94,13 @@ pub struct AnyResponse {
     pub message: Option<String>,
 }
 
-/// The identity returned by generate, refresh and client-side generate.
+/// The identity returned by generate, refresh and client-side generate: what a publisher keeps
+/// in the user's session and hands to the browser SDK. Times are Unix **milliseconds**.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityTokens {
-    /// The advertising token (v4).
+    /// The advertising token (v4) to put in bid requests.
     pub advertising_token: String,
-    /// The refresh token: the 388-character wrapper in v2, the bare token in v1.
+    /// The refresh token (opaque): the 388-character wrapper in v2, the bare token in v1.
     pub refresh_token: String,
     /// When the advertising token expires (ms).
     pub identity_expires: i64,
@@ -107,9 +108,38 @@ pub struct IdentityTokens {
     pub refresh_expires: i64,
     /// When to start refreshing (ms).
     pub refresh_from: i64,
-    /// Key that seals the refresh response (base64, 32 bytes); v2 only.
+    /// The key (base64, 32 bytes) that opens the answer of the next refresh; v2 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_response_key: Option<String>,
+}
+
+impl IdentityTokens {
+    /// Reads an identity saved with [`to_json_string`](Self::to_json_string) (or the `body` of
+    /// a generate answer).
+    pub fn from_json_str(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// The identity as JSON, to keep in a session.
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(self).expect("identity tokens serialise")
+    }
+
+    /// Whether the advertising token has expired at `now_ms` (strictly after `identity_expires`).
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        now_ms > self.identity_expires
+    }
+
+    /// Whether it is time to refresh at `now_ms`: past `refresh_from`, or expired.
+    pub fn is_due_for_refresh(&self, now_ms: i64) -> bool {
+        now_ms > self.refresh_from || self.is_expired(now_ms)
+    }
+
+    /// Whether the identity can still be refreshed at `now_ms`: the refresh token has not
+    /// expired and there is one.
+    pub fn is_refreshable(&self, now_ms: i64) -> bool {
+        now_ms <= self.refresh_expires && !self.refresh_token.is_empty()
+    }
 }
 
 /// The body of a successful `/v2/token/logout`.
@@ -422,6 +452,57 @@ impl TryFrom<serde_json::Map<String, serde_json::Value>> for CstgPayload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn identity() -> IdentityTokens {
+        IdentityTokens {
+            advertising_token: "A4AAAA".into(),
+            refresh_token: "R".into(),
+            identity_expires: 2_000,
+            refresh_expires: 3_000,
+            refresh_from: 1_000,
+            refresh_response_key: Some("k".into()),
+        }
+    }
+
+    #[test]
+    fn identity_times_are_compared_in_milliseconds() {
+        let id = identity();
+        assert!(!id.is_due_for_refresh(1_000));
+        assert!(id.is_due_for_refresh(1_001));
+        assert!(!id.is_expired(2_000));
+        assert!(id.is_expired(2_001));
+        assert!(id.is_refreshable(3_000));
+        assert!(!id.is_refreshable(3_001));
+        let no_refresh = IdentityTokens {
+            refresh_token: String::new(),
+            ..identity()
+        };
+        assert!(!no_refresh.is_refreshable(0));
+        // Realistic millisecond values: one second before refresh_from is not due.
+        let real = IdentityTokens {
+            refresh_from: 1_700_000_000_000,
+            identity_expires: 1_700_000_360_000,
+            refresh_expires: 1_702_592_000_000,
+            ..identity()
+        };
+        assert!(!real.is_due_for_refresh(1_699_999_999_000));
+        assert!(real.is_due_for_refresh(1_700_000_000_001));
+    }
+
+    #[test]
+    fn identity_json_round_trips() {
+        let id = identity();
+        let json = id.to_json_string();
+        assert!(json.contains("\"refresh_response_key\":\"k\""));
+        assert_eq!(IdentityTokens::from_json_str(&json).unwrap(), id);
+        assert!(IdentityTokens::from_json_str("{}").is_err());
+        // v1 identities have no refresh_response_key, and write none.
+        let v1 = IdentityTokens {
+            refresh_response_key: None,
+            ..id
+        };
+        assert!(!v1.to_json_string().contains("refresh_response_key"));
+    }
 
     #[test]
     fn v3_entries_serialise_with_null_previous() {

@@ -378,7 +378,7 @@ mod tests {
             identity_expires: 2,
             refresh_expires: 3,
             refresh_from: 1,
-            refresh_response_key: "k".into(),
+            refresh_response_key: Some("k".into()),
         };
         let s = settings();
         let ctx = PageContext {

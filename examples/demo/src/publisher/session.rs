@@ -161,7 +161,7 @@ mod tests {
             identity_expires: 2,
             refresh_expires: 3,
             refresh_from: 1,
-            refresh_response_key: "k".into(),
+            refresh_response_key: Some("k".into()),
         };
         let id = sessions.create(Session::new(
             "a@example.com".into(),
