@@ -5,13 +5,16 @@
 //! First byte 0-127: the rest is a key answer; a token minted under key 1 (master, secret
 //! 32 × 0x01) and key 2 (site 9000, secret 32 × 0x02) is decrypted with whatever keys parsed,
 //! and a raw UID encrypted (the seed corpus, `scripts/fuzz.sh`, holds an answer with those
-//! keys). 128-255: the rest is an identity map or buckets answer.
+//! keys). 128-255: the rest is an identity map (v2, v3) or buckets answer, read by the SDK for
+//! fixed inputs.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use uid2_client::{BidstreamClient, SharingClient};
+use uid2_client::{
+    BidstreamClient, IdentityMapInput, IdentityMapV3Input, SharingClient, read_buckets_answer,
+};
 use uid2_proto::identity::{IdentityScope, IdentityType};
 use uid2_proto::key::Key;
 use uid2_proto::salt::RawUid;
@@ -19,7 +22,6 @@ use uid2_proto::token::{
     AdvertisingToken, IdentityHeader, OperatorIdentity, PrivacyBits, PublisherIdentity,
     TokenVersion,
 };
-use uid2_proto::wire::{BucketEntry, Envelope, IdentityMapV2Response, IdentityMapV3Response};
 
 const SECRET: &str = "ioG3wKxAokmp+rERx6A4kM/13qhyolUXIu14WN16Spo=";
 const RAW_UID: &str = "ywsvDNINiZOVSsfkHpLpSJzXzhr6Jx9Z/4Q0+lsEUvM=";
@@ -76,7 +78,23 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    let _ = serde_json::from_slice::<Envelope<IdentityMapV2Response>>(rest);
-    let _ = serde_json::from_slice::<Envelope<IdentityMapV3Response>>(rest);
-    let _ = serde_json::from_slice::<Envelope<Vec<BucketEntry>>>(rest);
+    // The SDK's own reading of the answers, keyed back to these inputs.
+    let (v2, v3) = inputs();
+    let _ = v2.read_answer(rest);
+    let _ = v3.read_answer(rest);
+    let _ = read_buckets_answer(rest);
 });
+
+/// Inputs whose hashes an answer can name (and one given twice, keyed twice).
+fn inputs() -> &'static (IdentityMapInput, IdentityMapV3Input) {
+    static INPUTS: OnceLock<(IdentityMapInput, IdentityMapV3Input)> = OnceLock::new();
+    INPUTS.get_or_init(|| {
+        let emails = ["user@example.com", "User@Example.com", "other@example.com"];
+        (
+            IdentityMapInput::from_emails(emails).expect("valid emails"),
+            IdentityMapV3Input::from_emails(emails)
+                .and_then(|input| input.with_phone("+12345678901"))
+                .expect("valid identities"),
+        )
+    })
+}

@@ -112,6 +112,34 @@ impl IdentityMapInput {
     fn to_json(&self) -> String {
         serde_json::json!({ self.field: self.hashes }).to_string()
     }
+
+    /// Reads a decrypted `/v2/identity/map` answer to this input, keyed by input: what
+    /// [`IdentityMapClient::generate_identity_map`] does once the envelope is opened, for
+    /// callers that carry the envelope themselves.
+    pub fn read_answer(&self, json: &[u8]) -> Result<IdentityMapResponse> {
+        let body: wire::IdentityMapV2Response = Answer::parse(json)?.into_success_body()?;
+        let mut out = IdentityMapResponse::default();
+        for m in body.mapped {
+            let identity = MappedIdentity {
+                raw_uid: m.advertising_id,
+                bucket_id: m.bucket_id,
+            };
+            for raw in self.index.inputs(&m.identifier) {
+                out.mapped.insert(raw.to_owned(), identity.clone());
+            }
+        }
+        for u in body.unmapped {
+            for raw in self.index.inputs(&u.identifier) {
+                out.unmapped.insert(
+                    raw.to_owned(),
+                    UnmappedIdentity {
+                        reason: u.reason.clone(),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A mapped identity of `/v2/identity/map`.
@@ -260,6 +288,49 @@ impl IdentityMapV3Input {
         serde_json::json!({ "email_hash": self.email_hashes, "phone_hash": self.phone_hashes })
             .to_string()
     }
+
+    /// Reads a decrypted `/v3/identity/map` answer to this input, keyed by input: what
+    /// [`IdentityMapClient::generate_identity_map_v3`] does once the envelope is opened.
+    pub fn read_answer(&self, json: &[u8]) -> Result<IdentityMapV3Response> {
+        let body: wire::IdentityMapV3Response = Answer::parse(json)?.into_success_body()?;
+        if body.email_hash.len() != self.email_hashes.len()
+            || body.phone_hash.len() != self.phone_hashes.len()
+        {
+            return Err(Error::malformed(
+                "identity map answered a different number of identities",
+            ));
+        }
+        let mut out = IdentityMapV3Response::default();
+        let pairs = self
+            .email_hashes
+            .iter()
+            .zip(&body.email_hash)
+            .chain(self.phone_hashes.iter().zip(&body.phone_hash));
+        for (hash, entry) in pairs {
+            let result = match entry {
+                IdentityMapV3Entry::Mapped { u, p, r } => Ok(MappedIdentityV3 {
+                    current_raw_uid: u.clone(),
+                    previous_raw_uid: p.clone(),
+                    refresh_from_ms: r.saturating_mul(1000),
+                }),
+                IdentityMapV3Entry::Unmapped { e } => Err(UnmappedIdentityV3 {
+                    reason: UnmappedIdentityReason::parse(e),
+                    raw_reason: e.clone(),
+                }),
+            };
+            for raw in self.index.inputs(hash) {
+                match &result {
+                    Ok(m) => {
+                        out.mapped.insert(raw.to_owned(), m.clone());
+                    }
+                    Err(u) => {
+                        out.unmapped.insert(raw.to_owned(), u.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The answer of `/v3/identity/map`, keyed by input.
@@ -310,28 +381,7 @@ impl IdentityMapClient {
             .transport
             .call("/v2/identity/map", input.to_json().as_bytes(), false)
             .await?;
-        let body: wire::IdentityMapV2Response = Answer::parse(&json)?.into_success_body()?;
-        let mut out = IdentityMapResponse::default();
-        for m in body.mapped {
-            let identity = MappedIdentity {
-                raw_uid: m.advertising_id,
-                bucket_id: m.bucket_id,
-            };
-            for raw in input.index.inputs(&m.identifier) {
-                out.mapped.insert(raw.to_owned(), identity.clone());
-            }
-        }
-        for u in body.unmapped {
-            for raw in input.index.inputs(&u.identifier) {
-                out.unmapped.insert(
-                    raw.to_owned(),
-                    UnmappedIdentity {
-                        reason: u.reason.clone(),
-                    },
-                );
-            }
-        }
-        Ok(out)
+        input.read_answer(&json)
     }
 
     /// Maps with `/v3/identity/map` (current and previous raw UID, refresh time), sending a
@@ -344,44 +394,7 @@ impl IdentityMapClient {
             .transport
             .call("/v3/identity/map", input.to_json().as_bytes(), true)
             .await?;
-        let body: wire::IdentityMapV3Response = Answer::parse(&json)?.into_success_body()?;
-        if body.email_hash.len() != input.email_hashes.len()
-            || body.phone_hash.len() != input.phone_hashes.len()
-        {
-            return Err(Error::malformed(
-                "identity map answered a different number of identities",
-            ));
-        }
-        let mut out = IdentityMapV3Response::default();
-        let pairs = input
-            .email_hashes
-            .iter()
-            .zip(&body.email_hash)
-            .chain(input.phone_hashes.iter().zip(&body.phone_hash));
-        for (hash, entry) in pairs {
-            let result = match entry {
-                IdentityMapV3Entry::Mapped { u, p, r } => Ok(MappedIdentityV3 {
-                    current_raw_uid: u.clone(),
-                    previous_raw_uid: p.clone(),
-                    refresh_from_ms: r.saturating_mul(1000),
-                }),
-                IdentityMapV3Entry::Unmapped { e } => Err(UnmappedIdentityV3 {
-                    reason: UnmappedIdentityReason::parse(e),
-                    raw_reason: e.clone(),
-                }),
-            };
-            for raw in input.index.inputs(hash) {
-                match &result {
-                    Ok(m) => {
-                        out.mapped.insert(raw.to_owned(), m.clone());
-                    }
-                    Err(u) => {
-                        out.unmapped.insert(raw.to_owned(), u.clone());
-                    }
-                }
-            }
-        }
-        Ok(out)
+        input.read_answer(&json)
     }
 
     /// The salt buckets rotated at or after `since_ms` (Unix ms, sent as
@@ -395,8 +408,14 @@ impl IdentityMapClient {
             .transport
             .call("/v2/identity/buckets", payload.as_bytes(), false)
             .await?;
-        Answer::parse(&json)?.into_success_body()
+        read_buckets_answer(&json)
     }
+}
+
+/// Reads a decrypted `/v2/identity/buckets` answer: what
+/// [`IdentityMapClient::get_identity_buckets`] does once the envelope is opened.
+pub fn read_buckets_answer(json: &[u8]) -> Result<Vec<IdentityBucket>> {
+    Answer::parse(json)?.into_success_body()
 }
 
 #[cfg(test)]

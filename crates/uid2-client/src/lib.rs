@@ -65,7 +65,7 @@ pub use error::{Error, Result};
 pub use identity_map::{
     IdentityBucket, IdentityMapClient, IdentityMapInput, IdentityMapResponse, IdentityMapV3Input,
     IdentityMapV3Response, MappedIdentity, MappedIdentityV3, UnmappedIdentity,
-    UnmappedIdentityReason, UnmappedIdentityV3,
+    UnmappedIdentityReason, UnmappedIdentityV3, read_buckets_answer,
 };
 pub use keys::KeyContainer;
 pub use optout::{MAX_OPTOUT_STATUS_IDS, OptOutClient};
