@@ -25,50 +25,62 @@ enum InputKind {
     Phone,
 }
 
+/// What the input's value is, and so what is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputForm {
+    /// A raw email or phone number, normalised and hashed here (the default).
+    Raw,
+    /// A raw email or phone number sent as it is ([`TokenGenerateInput::do_not_hash`]).
+    RawUnhashed,
+    /// Already the base64 SHA-256 of a normalised identity.
+    Hashed,
+}
+
 /// The identity to generate a token for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenGenerateInput {
     kind: InputKind,
+    form: InputForm,
     value: String,
-    already_hashed: bool,
-    hash: bool,
     tcf_consent_string: Option<String>,
 }
 
 impl TokenGenerateInput {
-    fn new(kind: InputKind, value: &str, already_hashed: bool) -> Self {
+    fn new(kind: InputKind, form: InputForm, value: &str) -> Self {
         Self {
             kind,
+            form,
             value: value.to_owned(),
-            already_hashed,
-            hash: !already_hashed,
             tcf_consent_string: None,
         }
     }
 
     /// A raw email address (normalised and hashed before sending).
     pub fn from_email(email: &str) -> Self {
-        Self::new(InputKind::Email, email, false)
+        Self::new(InputKind::Email, InputForm::Raw, email)
     }
 
     /// A phone number in E.164 form (hashed before sending).
     pub fn from_phone(phone: &str) -> Self {
-        Self::new(InputKind::Phone, phone, false)
+        Self::new(InputKind::Phone, InputForm::Raw, phone)
     }
 
     /// The base64 SHA-256 of a normalised email.
     pub fn from_hashed_email(hash: &str) -> Self {
-        Self::new(InputKind::Email, hash, true)
+        Self::new(InputKind::Email, InputForm::Hashed, hash)
     }
 
     /// The base64 SHA-256 of a phone number.
     pub fn from_hashed_phone(hash: &str) -> Self {
-        Self::new(InputKind::Phone, hash, true)
+        Self::new(InputKind::Phone, InputForm::Hashed, hash)
     }
 
-    /// Sends a raw email or phone number as it is, leaving normalisation to the service.
+    /// Sends a raw email or phone number as it is, leaving normalisation to the service (an
+    /// input given as a hash stays one).
     pub fn do_not_hash(mut self) -> Self {
-        self.hash = false;
+        if self.form == InputForm::Raw {
+            self.form = InputForm::RawUnhashed;
+        }
         self
     }
 
@@ -80,21 +92,20 @@ impl TokenGenerateInput {
 
     /// The request JSON; invalid emails and phone numbers are refused here.
     pub fn to_json(&self) -> Result<String> {
-        let (field, value) = match (self.kind, self.already_hashed, self.hash) {
-            (InputKind::Email, true, _) => ("email_hash", self.value.clone()),
-            (InputKind::Phone, true, _) => ("phone_hash", self.value.clone()),
-            (InputKind::Email, false, true) => {
-                let id = HashedIdentity::from_email(&self.value)
-                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let invalid = |e: uid2_proto::identity::IdentityError| Error::InvalidInput(e.to_string());
+        let (field, value) = match (self.kind, self.form) {
+            (InputKind::Email, InputForm::Hashed) => ("email_hash", self.value.clone()),
+            (InputKind::Phone, InputForm::Hashed) => ("phone_hash", self.value.clone()),
+            (InputKind::Email, InputForm::Raw) => {
+                let id = HashedIdentity::from_email(&self.value).map_err(invalid)?;
                 ("email_hash", id.hash.as_str().to_owned())
             }
-            (InputKind::Phone, false, true) => {
-                let id = HashedIdentity::from_phone(&self.value)
-                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            (InputKind::Phone, InputForm::Raw) => {
+                let id = HashedIdentity::from_phone(&self.value).map_err(invalid)?;
                 ("phone_hash", id.hash.as_str().to_owned())
             }
-            (InputKind::Email, false, false) => ("email", self.value.clone()),
-            (InputKind::Phone, false, false) => ("phone", self.value.clone()),
+            (InputKind::Email, InputForm::RawUnhashed) => ("email", self.value.clone()),
+            (InputKind::Phone, InputForm::RawUnhashed) => ("phone", self.value.clone()),
         };
         let mut json = serde_json::Map::new();
         json.insert(field.into(), value.into());
@@ -244,6 +255,11 @@ mod tests {
             .to_json()
             .unwrap();
         assert_eq!(json, r#"{"email":"A@b.com"}"#);
+        let json = TokenGenerateInput::from_hashed_phone("abc")
+            .do_not_hash()
+            .to_json()
+            .unwrap();
+        assert_eq!(json, r#"{"phone_hash":"abc"}"#, "a hash stays a hash");
         assert!(
             TokenGenerateInput::from_email("not an email")
                 .to_json()
