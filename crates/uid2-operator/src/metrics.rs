@@ -31,6 +31,10 @@ pub struct RequestMetrics {
     routes: Vec<(&'static str, RouteMetrics)>,
 }
 
+/// A route of [`RequestMetrics`], from [`RequestMetrics::route_of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteId(usize);
+
 impl std::fmt::Debug for RequestMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RequestMetrics({} routes)", self.routes.len())
@@ -53,13 +57,24 @@ impl RequestMetrics {
 
     /// Records one request.
     pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
-        let i = self
-            .index
-            .get(route)
-            .or_else(|| self.index.get(UNMATCHED))
-            .copied()
-            .expect("unmatched exists");
-        let m = &self.routes[i].1;
+        self.record_for(self.route_of(route), status, elapsed);
+    }
+
+    /// The counters of `route` ([`UNMATCHED`] if it is not one of the routes): looked up while
+    /// the request still holds the matched path, so that nothing is copied to record it later.
+    pub fn route_of(&self, route: &str) -> RouteId {
+        RouteId(
+            self.index
+                .get(route)
+                .or_else(|| self.index.get(UNMATCHED))
+                .copied()
+                .expect("unmatched exists"),
+        )
+    }
+
+    /// Records one request of `route`.
+    pub fn record_for(&self, route: RouteId, status: u16, elapsed: Duration) {
+        let m = &self.routes[route.0].1;
         let slot = STATUS_CODES
             .iter()
             .position(|c| *c == status)

@@ -305,15 +305,15 @@ pub fn route_paths() -> Vec<&'static str> {
 /// Counts every request by route and status, and times it; requests no route matched (the
 /// fallback) are counted as [`crate::metrics::UNMATCHED`].
 async fn record_metrics(State(op): State<Arc<Operator>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| crate::metrics::UNMATCHED.to_owned());
+    let route = op.request_metrics.route_of(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str),
+    );
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     op.request_metrics
-        .record(&route, response.status().as_u16(), started.elapsed());
+        .record_for(route, response.status().as_u16(), started.elapsed());
     response
 }
 
