@@ -16,6 +16,8 @@ use uid2_proto::envelope::{open_bare_response, open_response, seal_request};
 use uid2_proto::identity::HashedIdentity;
 use uid2_proto::wire::{AnyResponse, IdentityTokens, ResponseStatus};
 
+use crate::settings::ApiClientArgs;
+
 /// Endpoints the load generator drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Endpoint {
@@ -30,15 +32,9 @@ pub(crate) enum Endpoint {
 /// Flags of `uid2 bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Operator base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// API key (GENERATOR for generate/refresh, MAPPER for map).
-    #[arg(long, env = "UID2_API_KEY")]
-    key: String,
-    /// Client secret.
-    #[arg(long, env = "UID2_SECRET_KEY")]
-    secret: String,
+    /// The operator and an API key (GENERATOR for generate/refresh, MAPPER for map).
+    #[command(flatten)]
+    api: ApiClientArgs,
     /// Endpoints to measure (repeatable).
     #[arg(long = "endpoint", value_enum, default_values_t = [Endpoint::Generate, Endpoint::Refresh, Endpoint::Map])]
     endpoints: Vec<Endpoint>,
@@ -263,7 +259,7 @@ async fn prepare(http: &reqwest::Client, target: &mut Target) -> Result<(usize, 
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
-    let secret: [u8; 32] = base64_decode(&args.secret)?
+    let secret: [u8; 32] = base64_decode(&args.api.secret)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("the secret is not 32 bytes of base64"))?;
     let http = reqwest::Client::builder()
@@ -278,8 +274,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     }
     for endpoint in &args.endpoints {
         let mut target = Target {
-            base: args.url.trim_end_matches('/').to_owned(),
-            key: args.key.clone(),
+            base: args.api.url.trim_end_matches('/').to_owned(),
+            key: args.api.key.clone(),
             secret: Arc::new(GcmKey::new(&secret)),
             endpoint: *endpoint,
             refresh: None,

@@ -249,6 +249,20 @@ impl ServeArgs {
     }
 }
 
+/// How a command that calls an operator as a client reaches it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ApiClientArgs {
+    /// The operator's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API key.
+    #[arg(long, env = "UID2_API_KEY")]
+    pub key: String,
+    /// Client secret (base64).
+    #[arg(long, env = "UID2_SECRET_KEY")]
+    pub secret: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

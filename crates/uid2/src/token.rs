@@ -29,7 +29,7 @@ use uid2_proto::token::{
 use uid2_proto::wire::datetime::format_local_date_time;
 
 use crate::admin::open_store;
-use crate::settings::GlobalArgs;
+use crate::settings::{ApiClientArgs, GlobalArgs};
 
 /// `uid2 token …`
 #[derive(Debug, Subcommand)]
@@ -48,15 +48,9 @@ pub(crate) enum TokenCommand {
 pub(crate) struct DecryptArgs {
     /// The advertising token.
     token: String,
-    /// The operator's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// API key (role id_reader, or sharer with `--sharing`).
-    #[arg(long, env = "UID2_API_KEY")]
-    key: String,
-    /// Client secret (base64).
-    #[arg(long, env = "UID2_SECRET_KEY")]
-    secret: String,
+    /// The operator and an API key (role id_reader, or sharer with `--sharing`).
+    #[command(flatten)]
+    api: ApiClientArgs,
     /// The bid request's site domain or app name (checked for client-side generated tokens).
     #[arg(long)]
     domain: Option<String>,
@@ -201,11 +195,11 @@ fn refresh_report(token: &RefreshToken, now_ms: i64) -> Map<String, Value> {
 
 async fn decrypt(args: &DecryptArgs) -> Result<Value> {
     let response = if args.sharing {
-        let client = SharingClient::new(&args.url, &args.key, &args.secret)?;
+        let client = SharingClient::new(&args.api.url, &args.api.key, &args.api.secret)?;
         client.refresh().await.context("fetching /v2/key/sharing")?;
         client.decrypt_token_into_raw_uid(args.token.trim())
     } else {
-        let client = BidstreamClient::new(&args.url, &args.key, &args.secret)?;
+        let client = BidstreamClient::new(&args.api.url, &args.api.key, &args.api.secret)?;
         client
             .refresh()
             .await

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use uid2_proto::encoding::base64_encode;
 use uid2_proto::key::{Key, MASTER_KEYSET_ID, MASTER_KEYSET_ID_FOR_SDKS, REFRESH_KEYSET_ID};
 use uid2_proto::wire::{KeyJson, KeysResponse, ResponseStatus, SiteData};
 use uid2_store::Role;
@@ -53,13 +52,8 @@ fn accessible_keys<'a>(snap: &'a Snapshot, client: &Client) -> Vec<&'a Key> {
 
 fn key_json(k: &Key, keyset_id: Option<i32>) -> KeyJson {
     KeyJson {
-        id: k.id,
-        created: k.created_s,
-        activates: k.activates_s,
-        expires: k.expires_s,
-        secret: base64_encode(k.secret()),
-        site_id: None,
         keyset_id,
+        ..KeyJson::of(k)
     }
 }
 

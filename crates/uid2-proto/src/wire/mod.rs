@@ -298,6 +298,21 @@ pub struct KeyJson {
     pub keyset_id: Option<i32>,
 }
 
+impl KeyJson {
+    /// `key` as the key endpoints hand it out, with its keyset and without its site.
+    pub fn of(key: &crate::key::Key) -> Self {
+        Self {
+            id: key.id,
+            created: key.created_s,
+            activates: key.activates_s,
+            expires: key.expires_s,
+            secret: crate::encoding::base64_encode(key.secret()),
+            site_id: None,
+            keyset_id: key.keyset_id,
+        }
+    }
+}
+
 /// Domain names (and app names) of a site, for checking client-side generated tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteData {

@@ -155,18 +155,7 @@ fn encode_token(c: &Value) -> Result<Value> {
 
 fn keys_response(c: &Value) -> Result<Value> {
     let ring = parse_keys(c)?;
-    let mut keys: Vec<KeyJson> = ring
-        .keys()
-        .map(|k| KeyJson {
-            id: k.id,
-            created: k.created_s,
-            activates: k.activates_s,
-            expires: k.expires_s,
-            secret: base64_encode(k.secret()),
-            site_id: None,
-            keyset_id: k.keyset_id,
-        })
-        .collect();
+    let mut keys: Vec<KeyJson> = ring.keys().map(KeyJson::of).collect();
     keys.sort_by_key(|k| k.id);
     let site_data = c["site_data"].as_array().map(|sites| {
         sites

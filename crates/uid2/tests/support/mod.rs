@@ -238,51 +238,45 @@ impl Api {
             &body,
             &mut rand::rng(),
         );
-        let response = self
+        let request = self
             .http
             .post(format!("{base}{path}"))
             .bearer_auth(&client.key)
-            .body(base64_encode(&sealed))
-            .send()
-            .await
-            .expect("operator reachable");
-        let http = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let json = if http == 200 {
-            let opened = open_response(&key, &base64_decode(&bytes).unwrap(), nonce).unwrap();
-            serde_json::from_slice(&opened.payload).unwrap()
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Answer {
-            http,
-            headers,
-            json,
-        }
+            .body(base64_encode(&sealed));
+        Self::answer(request, |sealed| {
+            open_response(&key, sealed, nonce).unwrap().payload
+        })
+        .await
     }
 
     /// Refreshes an identity (as a browser would: no API key).
     pub async fn refresh(&self, base: &str, identity: &Value) -> Answer {
-        let response = self
+        let request = self
             .http
             .post(format!("{base}/v2/token/refresh"))
-            .body(identity["refresh_token"].as_str().unwrap().to_owned())
-            .send()
-            .await
-            .expect("operator reachable");
-        let http = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let json = if http == 200 {
+            .body(identity["refresh_token"].as_str().unwrap().to_owned());
+        Self::answer(request, |sealed| {
             let key: [u8; 32] = base64_decode(identity["refresh_response_key"].as_str().unwrap())
                 .unwrap()
                 .try_into()
                 .unwrap();
-            serde_json::from_slice(
-                &open_bare_response(&key, &base64_decode(&bytes).unwrap()).unwrap(),
-            )
-            .unwrap()
+            open_bare_response(&key, sealed).unwrap()
+        })
+        .await
+    }
+
+    /// Sends `request`; a 200 answer is base64 of an envelope that `open` opens, any other is
+    /// the plain status JSON.
+    async fn answer(
+        request: reqwest::RequestBuilder,
+        open: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Answer {
+        let response = request.send().await.expect("operator reachable");
+        let http = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let json = if http == 200 {
+            serde_json::from_slice(&open(&base64_decode(&bytes).unwrap())).unwrap()
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
