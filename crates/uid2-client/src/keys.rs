@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use uid2_proto::encoding::base64_decode_into;
+use uid2_proto::encoding::base64_decode_array;
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::key::{Key, KeyRing};
 use uid2_proto::wire::KeysResponse;
@@ -75,16 +75,8 @@ impl KeyContainer {
         };
         let mut keys = Vec::with_capacity(body.keys.len());
         for k in &body.keys {
-            let mut secret = [0u8; 33];
-            let secret = match base64_decode_into(&k.secret, &mut secret) {
-                Ok(32) => <[u8; 32]>::try_from(&secret[..32]).expect("32 bytes"),
-                _ => {
-                    return Err(Error::malformed(format!(
-                        "key {} has no 32-byte secret",
-                        k.id
-                    )));
-                }
-            };
+            let secret = base64_decode_array::<32>(&k.secret)
+                .map_err(|_| Error::malformed(format!("key {} has no 32-byte secret", k.id)))?;
             keys.push(Key::new(
                 k.id,
                 k.site_id.unwrap_or(-1),

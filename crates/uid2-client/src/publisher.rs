@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use uid2_proto::encoding::base64_decode;
+use uid2_proto::encoding::{base64_decode, base64_decode_array};
 use uid2_proto::envelope::open_bare_response;
 use uid2_proto::identity::HashedIdentity;
 
@@ -199,8 +199,7 @@ impl PublisherClient {
         let key: [u8; 32] = identity
             .refresh_response_key
             .as_deref()
-            .and_then(|key| base64_decode(key).ok())
-            .and_then(|k| k.try_into().ok())
+            .and_then(|key| base64_decode_array(key).ok())
             .ok_or_else(|| {
                 Error::InvalidInput("the identity has no 32-byte refresh_response_key".into())
             })?;

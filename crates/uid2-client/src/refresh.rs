@@ -25,6 +25,8 @@ pub(crate) struct KeySource {
     transport: Transport,
     path: &'static str,
     keys: ArcSwapOption<KeyContainer>,
+    /// When keys were last swapped in (Unix ms; 0: never).
+    loaded_at_ms: AtomicI64,
 }
 
 impl KeySource {
@@ -33,6 +35,7 @@ impl KeySource {
             transport,
             path,
             keys: ArcSwapOption::empty(),
+            loaded_at_ms: AtomicI64::new(0),
         }
     }
 
@@ -46,6 +49,7 @@ impl KeySource {
     pub(crate) fn refresh_json(&self, json: &[u8]) -> Result<()> {
         let container = KeyContainer::from_json(json)?;
         self.keys.store(Some(Arc::new(container)));
+        self.loaded_at_ms.store(crate::now_ms(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -69,13 +73,17 @@ impl KeySource {
         let handle = tokio::spawn(async move {
             // Never hammer the operator, and never hand tokio a zero period (it panics).
             let period = interval.max(MIN_REFRESH_INTERVAL);
-            // Keys already held (a caller usually refreshes once before starting this) are
-            // fresh: fetching them again at once would only double the first request.
-            let first = if source.keys.load().is_some() {
-                tokio::time::Instant::now() + period
-            } else {
-                tokio::time::Instant::now()
-            };
+            // Keys just loaded (a caller usually refreshes once before starting this) are not
+            // fetched again at once: the first refresh comes when they are one period old.
+            let loaded_at = source.loaded_at_ms.load(Ordering::Relaxed);
+            let age =
+                Duration::from_millis(crate::now_ms().saturating_sub(loaded_at).max(0) as u64);
+            let first = tokio::time::Instant::now()
+                + if loaded_at == 0 {
+                    Duration::ZERO
+                } else {
+                    period.saturating_sub(age)
+                };
             let mut tick = tokio::time::interval_at(first, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -53,8 +53,8 @@ impl SharingClient {
     }
 
     /// Refreshes the keys every `interval` in a Tokio task until the returned handle is dropped.
-    /// The first refresh happens at once if no keys are held yet, else after one
-    /// interval. Intervals under a second are taken as one second.
+    /// The first refresh comes once the keys held are `interval` old (at once if there are
+    /// none). Intervals under a second are taken as one second.
     ///
     /// # Panics
     /// Outside a Tokio runtime.

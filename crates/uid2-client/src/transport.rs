@@ -9,7 +9,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uid2_proto::cipher::GcmKey;
-use uid2_proto::encoding::{base64_decode, base64_encode};
+use uid2_proto::encoding::{base64_decode, base64_decode_array, base64_encode};
 use uid2_proto::envelope::{open_response, seal_request};
 
 use crate::error::{Error, Result};
@@ -23,10 +23,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Decodes a client secret (base64 of 32 bytes).
 pub(crate) fn decode_secret(secret_b64: &str) -> Result<[u8; 32]> {
-    base64_decode(secret_b64.trim())
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
-        .ok_or(Error::InvalidSecret)
+    base64_decode_array(secret_b64.trim()).map_err(|_| Error::InvalidSecret)
 }
 
 /// Base URL, credentials and an HTTP client.

@@ -127,6 +127,9 @@ pub struct Operator {
     config: Arc<OperatorConfig>,
     /// Serialises snapshot replacement (sync and local opt-outs), so no update is lost.
     writer: tokio::sync::Mutex<()>,
+    /// One opt-out sync at a time (the loop and any caller of [`Operator::sync_once`]): a pass
+    /// merges from the index it started with, so two at once could each miss the other's.
+    optout_sync: tokio::sync::Mutex<()>,
     health: StoreHealth,
     batch: http::batch::BatchPool,
     request_metrics: metrics::RequestMetrics,
@@ -161,6 +164,7 @@ impl Operator {
             store,
             config,
             writer: tokio::sync::Mutex::new(()),
+            optout_sync: tokio::sync::Mutex::new(()),
             health,
             batch: http::batch::BatchPool::new(),
             request_metrics: metrics::RequestMetrics::new(&http::route_paths()),

@@ -37,21 +37,23 @@ async fn store(config: &OperatorConfig) -> (tempfile::TempDir, Arc<dyn Store>) {
 #[tokio::test]
 async fn a_site_added_while_keys_change_gets_its_keyset_and_key() {
     let (_dir, inner) = store(&OperatorConfig::default()).await;
-    // Just before the site's keys are written (once), another admin adds a site and a rotation
-    // adds a key to every keyset: the ids the first one chose from its reads are taken.
+    // Just before the site's keyset is written (once), other admins add the same site and
+    // another one, and a rotation adds a key to every keyset: the store still gives each site
+    // exactly one keyset, with ids no other write took.
     let raced = Arc::new(AtomicBool::new(false));
     let (other, flag) = (inner.clone(), raced.clone());
     let hooked = HookedStore::new(inner.clone(), move |op| {
-        let race =
-            matches!(op, "insert_keys" | "change_keys") && !flag.swap(true, Ordering::SeqCst);
+        let race = op == "change_keys" && !flag.swap(true, Ordering::SeqCst);
         let other = other.clone();
         async move {
             if race {
                 // Seeded: the thread's generator cannot be held across awaits of a hook.
                 let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-                add_site(other.as_ref(), site(3001), now_ms(), &mut rng)
-                    .await
-                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
+                for id in [2001, 3001] {
+                    add_site(other.as_ref(), site(id), now_ms(), &mut rng)
+                        .await
+                        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+                }
                 rotate_keys(
                     other.as_ref(),
                     KeyRotationPolicy::default(),

@@ -94,10 +94,23 @@ pub fn base64_decode_into(text: impl AsRef<[u8]>, out: &mut [u8]) -> Result<usiz
 /// base64 (see the module comment); any other length is an error.
 pub fn base64_decode_array<const N: usize>(text: impl AsRef<[u8]>) -> Result<[u8; N], DecodeError> {
     let mut out = [0u8; N];
-    // `base64_decode_into` refuses text that decodes to more than `N` bytes.
-    match base64_decode_into(text, &mut out)? {
-        n if n == N => Ok(out),
-        _ => Err(DecodeError("base64")),
+    // The SIMD path wants room for its estimate (up to 2 bytes over N for padded text), so small
+    // arrays are decoded through a wider buffer; `base64_decode_into` refuses text that decodes
+    // to more than the buffer holds.
+    let mut wide = [0u8; 64];
+    let n = if N + 2 <= wide.len() {
+        let n = base64_decode_into(text, &mut wide)?;
+        if n == N {
+            out.copy_from_slice(&wide[..N]);
+        }
+        n
+    } else {
+        base64_decode_into(text, &mut out)?
+    };
+    if n == N {
+        Ok(out)
+    } else {
+        Err(DecodeError("base64"))
     }
 }
 

@@ -183,39 +183,62 @@ pub trait Store: Send + Sync + 'static {
 /// The default store location of `uid2 serve`.
 pub const DEFAULT_STORE_URL: &str = "sqlite://uid2-data/uid2.db";
 
+/// What opening a store may set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Create what is missing (an SQLite file and its directory, the schema); migrate an older
+    /// schema.
+    Create,
+    /// Open only a database that has the schema (migrating it if older); create nothing.
+    ExistingOnly,
+}
+
 /// Opens (creating and migrating if needed) the store at `url`: `sqlite://PATH`, a plain file
 /// path, or `postgres://…` / `postgresql://…`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    open_url(url).await.map_err(|e| match e {
+    open_with(url, Setup::Create)
+        .await?
+        .ok_or_else(|| StoreError::Rejected("the store could not be created".into()))
+}
+
+/// Opens the store at `url` if it exists with its schema (migrating an older one); `None`, and
+/// nothing created, otherwise: for commands that must not set a store up by mistake (a typo
+/// in a URL). The store may still be uninitialised ([`Store::is_initialized`]).
+pub async fn open_existing(url: &str) -> Result<Option<Arc<dyn Store>>> {
+    open_with(url, Setup::ExistingOnly).await
+}
+
+async fn open_with(url: &str, setup: Setup) -> Result<Option<Arc<dyn Store>>> {
+    open_url(url, setup).await.map_err(|e| match e {
         StoreError::BadUrl(_) => StoreError::BadUrl(redact_url(url)),
         other => other,
     })
 }
 
-/// `url` with the password of its user info (`postgres://user:password@host/…`) replaced by
-/// `***`: what a message or a log line may show of a store URL.
+/// What a message or a log line may show of the store URL `url`: a PostgreSQL URL as host, port
+/// and database only (a password may hide in the user info, even past a `/`, or in a
+/// `password=` parameter); another URL with user info as its scheme only; a SQLite path as is.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) if user_info.contains(':') => {
-            let user = user_info
-                .split_once(':')
-                .map_or(user_info, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return url
+            .parse::<tokio_postgres::Config>()
+            .map_or_else(|_| "postgres://…".to_owned(), |c| postgres::describe(&c));
+        #[cfg(not(feature = "postgres"))]
+        return "postgres://…".to_owned();
+    }
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme != "sqlite" && rest.contains('@') => format!("{scheme}://…"),
         _ => url.to_owned(),
     }
 }
 
-async fn open_url(url: &str) -> Result<Arc<dyn Store>> {
+async fn open_url(url: &str, setup: Setup) -> Result<Option<Arc<dyn Store>>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
         {
-            return Ok(Arc::new(PostgresStore::connect(url).await?));
+            let store = PostgresStore::connect_with(url, setup).await?;
+            return Ok(store.map(|s| Arc::new(s) as Arc<dyn Store>));
         }
         #[cfg(not(feature = "postgres"))]
         return Err(StoreError::BadUrl(url.to_owned()));
@@ -224,7 +247,8 @@ async fn open_url(url: &str) -> Result<Arc<dyn Store>> {
     if path.is_empty() || path.contains("://") {
         return Err(StoreError::BadUrl(url.to_owned()));
     }
-    Ok(Arc::new(SqliteStore::open(path).await?))
+    let store = SqliteStore::open_with(path, setup).await?;
+    Ok(store.map(|s| Arc::new(s) as Arc<dyn Store>))
 }
 
 #[cfg(test)]
@@ -233,19 +257,29 @@ mod tests {
 
     #[test]
     fn a_password_never_shows() {
-        assert_eq!(
-            redact_url("postgres://uid2:s3cret@db.example:5432/uid2?sslmode=require"),
-            "postgres://uid2:***@db.example:5432/uid2?sslmode=require"
-        );
-        // An `@` in the password: the host is after the last one.
-        assert_eq!(
-            redact_url("postgresql://me:p@ss@localhost/x"),
-            "postgresql://me:***@localhost/x"
-        );
+        for (url, shown) in [
+            (
+                "postgres://uid2:s3cret@db.example:5433/uid2?sslmode=disable",
+                "postgres://db.example:5433/uid2",
+            ),
+            // tokio-postgres reads the user info up to the first `@`, `/` included.
+            (
+                "postgresql://me:a/s3cret@localhost/x",
+                "postgres://localhost:5432/x",
+            ),
+            (
+                "postgres://me@localhost/x?password=s3cret",
+                "postgres://localhost:5432/x",
+            ),
+            ("postgres://me:s3cret@host:port/x", "postgres://…"),
+            ("mysql://root:s3cret@localhost/uid2", "mysql://…"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
         for unchanged in [
-            "postgres://uid2@localhost/uid2",
             "sqlite://./uid2-data/uid2.db",
             "./uid2.db",
+            "sqlite://a@b.db",
         ] {
             assert_eq!(redact_url(unchanged), unchanged);
         }
@@ -259,6 +293,6 @@ mod tests {
         assert!(matches!(err, StoreError::BadUrl(_)), "{err}");
         let message = err.to_string();
         assert!(!message.contains("hunter2"), "{message}");
-        assert!(message.contains("root:***@localhost"), "{message}");
+        assert!(message.contains("mysql://"), "{message}");
     }
 }

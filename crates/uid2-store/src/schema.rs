@@ -3,8 +3,8 @@
 //! The SQL is written once in the subset SQLite and PostgreSQL share; the two places where they
 //! differ (binary columns and the append-only sequence key) are placeholders each backend fills.
 
-use crate::Result;
 use crate::sql::{Conn, Dialect, Lock, Param};
+use crate::{Result, Setup};
 
 /// Ordered migrations: (version, SQL). Never edit a released one; append a new one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -119,20 +119,36 @@ pub(crate) fn now_s() -> i64 {
         .unwrap_or(0)
 }
 
-/// Applies pending migrations; `conn` is a write transaction.
-pub(crate) async fn migrate(conn: &mut impl Conn, now_s: i64) -> Result<()> {
-    // Several operators may start at once on an empty database: one migrates, the others wait
-    // and then find nothing to do.
-    conn.lock(Lock::Migrate).await?;
-    // Checked rather than `CREATE TABLE IF NOT EXISTS`, which makes PostgreSQL send a notice
-    // ("relation already exists") that its client logs on every start.
-    let exists_sql = match conn.dialect() {
+/// Whether the database has this schema at all (in any version).
+pub(crate) async fn exists(conn: &mut impl Conn) -> Result<bool> {
+    let sql = match conn.dialect() {
         Dialect::Sqlite => {
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')"
         }
         Dialect::Postgres => "SELECT to_regclass('schema_migrations') IS NOT NULL",
     };
-    if !conn.query_one(exists_sql, &[], |r| r.bool(0)).await? {
+    conn.query_one(sql, &[], |r| r.bool(0)).await
+}
+
+/// Brings the schema to the current version (creating it with `setup` [`Setup::Create`]);
+/// returns whether the database now has it: false only for [`Setup::ExistingOnly`] on a
+/// database without it, which is left untouched.
+pub(crate) async fn set_up(conn: &mut impl Conn, setup: Setup, now_s: i64) -> Result<bool> {
+    if setup == Setup::ExistingOnly && !exists(conn).await? {
+        return Ok(false);
+    }
+    migrate(conn, now_s).await?;
+    Ok(true)
+}
+
+/// Applies pending migrations; `conn` is a write transaction.
+async fn migrate(conn: &mut impl Conn, now_s: i64) -> Result<()> {
+    // Several operators may start at once on an empty database: one migrates, the others wait
+    // and then find nothing to do.
+    conn.lock(Lock::Migrate).await?;
+    // Checked rather than `CREATE TABLE IF NOT EXISTS`, which makes PostgreSQL send a notice
+    // ("relation already exists") that its client logs on every start.
+    if !exists(conn).await? {
         conn.batch(MIGRATIONS_TABLE).await?;
     }
     let current = conn

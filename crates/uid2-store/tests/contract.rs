@@ -47,6 +47,46 @@ async fn sqlite_store_initialised_before_settings_were_recorded_adopts_them_once
 }
 
 #[tokio::test]
+async fn opening_an_existing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo/uid2.db");
+    let url = |path: &std::path::Path| format!("sqlite://{}", path.display());
+    assert!(open_existing(&url(&missing)).await.unwrap().is_none());
+    assert!(!dir.path().join("typo").exists(), "a directory was created");
+
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(open_existing(&url(&empty)).await.unwrap().is_none());
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+
+    // Another application's database: left without this schema.
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute("CREATE TABLE notes (body TEXT)", [])
+        .unwrap();
+    assert!(open_existing(&url(&foreign)).await.unwrap().is_none());
+    let tables: i64 = rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "the schema was created in another database");
+
+    // A store with the schema opens, initialised or not.
+    let store_path = dir.path().join("uid2.db");
+    open(&url(&store_path)).await.unwrap();
+    let existing = open_existing(&url(&store_path))
+        .await
+        .unwrap()
+        .expect("opens");
+    assert!(!existing.is_initialized().await.unwrap());
+}
+
+#[tokio::test]
 async fn bad_urls_are_refused() {
     assert!(matches!(
         open("mysql://x").await,

@@ -13,7 +13,10 @@ use uid2_testkit::pg::PgCluster;
 async fn postgres_store_honours_the_contract() {
     let cluster = PgCluster::start().unwrap();
     let url = cluster.database("contract").unwrap();
+    // An empty database is not set up by a command that only uses existing stores.
+    assert!(open_existing(&url).await.unwrap().is_none());
     let store = open(&url).await.unwrap();
+    assert!(open_existing(&url).await.unwrap().is_some());
     assert!(store.describe().starts_with("postgres://127.0.0.1:"));
     common::exercise(store.as_ref()).await;
     // A second connection (another operator) migrates nothing and sees the same data.

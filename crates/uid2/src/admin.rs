@@ -6,8 +6,6 @@
 //! carries the raw UID the operators map to); a running operator sees the change within one sync
 //! interval.
 
-use std::path::Path;
-
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -136,14 +134,6 @@ impl OptoutTarget {
     }
 }
 
-/// The SQLite file a store URL names, read as `uid2_store::open` reads it; `None` for PostgreSQL.
-fn sqlite_file(url: &str) -> Option<&Path> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return None;
-    }
-    Some(Path::new(url.strip_prefix("sqlite://").unwrap_or(url)))
-}
-
 /// Why a command refuses the store `described` (never the URL itself: it may hold a password).
 fn not_initialized(described: &str) -> anyhow::Error {
     anyhow::anyhow!(
@@ -166,20 +156,16 @@ pub(crate) struct AdminStore {
 }
 
 /// Opens the initialised store named by `--store`; a missing or empty one is an error naming
-/// `uid2 init`, and a missing SQLite file is not created. The deployment settings are the
+/// `uid2 init`, and nothing is created (no SQLite file, no schema). The deployment settings are the
 /// store's (a store that predates recording them adopts those given, or the defaults, once);
 /// one given that disagrees is an error.
 pub(crate) async fn open_store(global: &GlobalArgs) -> Result<AdminStore> {
     let common = global.resolve()?;
     let url = &common.store;
-    if let Some(path) = sqlite_file(url)
-        && !path.exists()
-    {
-        return Err(not_initialized(url));
-    }
-    let store = uid2_store::open(url)
+    let store = uid2_store::open_existing(url)
         .await
-        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?;
+        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?
+        .ok_or_else(|| not_initialized(&uid2_store::redact_url(url)))?;
     if !store.is_initialized().await? {
         return Err(not_initialized(&store.describe()));
     }

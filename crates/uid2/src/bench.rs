@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
 use uid2_proto::cipher::GcmKey;
-use uid2_proto::encoding::{base64_decode, base64_encode};
+use uid2_proto::encoding::{base64_decode, base64_decode_array, base64_encode};
 use uid2_proto::envelope::{open_bare_response, open_response, seal_request};
 use uid2_proto::identity::HashedIdentity;
 use uid2_proto::wire::{AnyResponse, IdentityTokens, ResponseStatus};
@@ -241,14 +241,12 @@ async fn prepare(http: &reqwest::Client, target: &mut Target) -> Result<(usize, 
         let (path, body, check) = generate.build(1, None);
         let json = generate.verify(&check, &send(http, &generate, &path, body).await?)?;
         let parsed: uid2_proto::wire::Envelope<IdentityTokens> = serde_json::from_slice(&json)?;
-        let key: [u8; 32] = base64_decode(
-            parsed
-                .body
-                .refresh_response_key
-                .context("no refresh_response_key")?,
-        )?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("refresh_response_key is not 32 bytes"))?;
+        let key = parsed
+            .body
+            .refresh_response_key
+            .context("no refresh_response_key")?;
+        let key: [u8; 32] = base64_decode_array(&key)
+            .map_err(|_| anyhow::anyhow!("refresh_response_key is not 32 bytes of base64"))?;
         target.refresh = Some((parsed.body.refresh_token, key));
     }
     let (path, body, check) = target.build(0, None);
@@ -259,8 +257,7 @@ async fn prepare(http: &reqwest::Client, target: &mut Target) -> Result<(usize, 
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
-    let secret: [u8; 32] = base64_decode(&args.api.secret)?
-        .try_into()
+    let secret: [u8; 32] = base64_decode_array(&args.api.secret)
         .map_err(|_| anyhow::anyhow!("the secret is not 32 bytes of base64"))?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)

@@ -150,8 +150,8 @@ pub(crate) fn spawn_scheduler(store: Arc<dyn Store>, schedule: Schedule) {
     }
     let every = schedule.check_every();
     tokio::spawn(async move {
-        // The first check waits one interval: the operator records its token lifetimes while it
-        // loads, and key retention is derived from them.
+        // The first check waits one interval: a rotation right at start-up would add keys on
+        // every restart of an operator whose periods are longer than its uptime.
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

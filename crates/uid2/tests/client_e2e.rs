@@ -240,7 +240,7 @@ async fn publisher_bidstream_sharing_and_identity_map_agree() {
         .unwrap();
     assert_eq!(by_hash.mapped[hash.as_str()].raw_uid, raw_uid);
 
-    // Every bucket was written at bootstrap: all 4,096 are reported since the year 2000.
+    // Every bucket was written at bootstrap: all are reported since the year 2000.
     let buckets = mapper.get_identity_buckets(946_684_800_000).await.unwrap();
     assert_eq!(buckets.len(), support::SALT_BUCKETS);
     assert!(buckets.iter().any(|b| b.bucket_id == mapped.bucket_id));

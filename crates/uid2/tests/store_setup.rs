@@ -71,6 +71,11 @@ fn admin_commands_refuse_an_uninitialised_store() {
     for args in ADMIN_COMMANDS {
         assert_refused(&uid2(&store, args), &args.join(" "));
     }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        0,
+        "a refused command wrote to the file"
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub(crate) async fn load(
     config.validate()?;
     let store = uid2_store::open(store_url)
         .await
-        .with_context(|| format!("opening store {store_url}"))?;
+        .with_context(|| format!("opening store {}", uid2_store::redact_url(store_url)))?;
     if ensure_initialized(
         store.as_ref(),
         &config,
@@ -44,7 +44,7 @@ pub(crate) async fn load(
     .await?
     .is_some()
     {
-        tracing::info!(store = store_url, salt_buckets, "initialised a new store");
+        tracing::info!(store = %store.describe(), salt_buckets, "initialised a new store");
     }
     let credentials = setup::ensure(store.as_ref(), &config, credentials_path, now_ms()).await?;
     let given = GivenSettings::all(config.raw_uid_settings());

@@ -212,7 +212,8 @@ impl OptOutIndex {
     /// `merged`, an index [`with_batch`](Self::with_batch) made from `base`, carried over onto
     /// `self`, the index `base` has become meanwhile: a sync pass merges without holding the
     /// snapshot lock, so logouts may have added local opt-outs and a compaction may have moved
-    /// recent entries into the base. Keeps both; cheap unless a compaction step came between.
+    /// recent entries into the base. Keeps both. Cheap (a few clones) unless a compaction
+    /// finished in between: then linear in the recent run, which a compaction keeps small.
     pub fn rebased(&self, base: &OptOutIndex, merged: &OptOutIndex) -> Self {
         Self {
             by_first_level_hash: self

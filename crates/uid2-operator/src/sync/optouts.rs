@@ -19,12 +19,14 @@ pub(super) async fn sync_optouts(op: &Operator, upto: i64) -> Result<bool, SyncE
 /// The merge copies the whole recent run, so it runs off the async runtime and without the
 /// snapshot lock, from the index current when it starts: a logout meanwhile takes the lock and
 /// publishes at once. The merged index is then rebased onto whatever the index became (see
-/// [`OptOutIndex::rebased`]), which is cheap, under the lock.
+/// [`OptOutIndex::rebased`]) under the lock. Passes run one at a time: a second one starting
+/// from the same index would be rebased over the first's batch and drop it.
 async fn sync_optouts_merging(
     op: &Operator,
     upto: i64,
     merge: impl FnOnce(&OptOutIndex, OptOutBatch) -> OptOutIndex + Send + 'static,
 ) -> Result<bool, SyncError> {
+    let _one_pass = op.optout_sync.lock().await;
     let base = op.snapshot().optouts.clone();
     let after = base.last_seq();
     let fetched = if upto > after {
@@ -147,5 +149,52 @@ mod tests {
         assert_eq!(optouts.last_seq(), upto);
         // The logout stays local until the next pass folds it in.
         assert_eq!(optouts.local_len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_passes_at_once_lose_nothing() {
+        let (_dir, op) = operator().await;
+        let store = op.store().clone();
+        store.append_optout([3u8; 32], None, 3_000).await.unwrap();
+        let first_upto = store.generations().await.unwrap().optout_seq;
+
+        // The first pass holds its merge; meanwhile more opt-outs arrive and a second pass
+        // (the loop, or a caller of sync_once) runs.
+        let (merging_tx, merging_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let first = {
+            let op = op.clone();
+            tokio::spawn(async move {
+                sync_optouts_merging(&op, first_upto, move |index, batch| {
+                    merging_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    index.with_batch(&batch)
+                })
+                .await
+            })
+        };
+        merging_rx.await.unwrap();
+        store.append_optout([4u8; 32], None, 4_000).await.unwrap();
+        let second = {
+            let op = op.clone();
+            tokio::spawn(async move { op.sync_once().await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        release_tx.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+
+        let optouts = op.snapshot().optouts.clone();
+        for (flh, at) in [([3u8; 32], 3_000), ([4u8; 32], 4_000)] {
+            assert_eq!(
+                optouts.opted_out_at_ms(&FirstLevelHash(flh)),
+                Some(at),
+                "{flh:?}"
+            );
+        }
+        assert_eq!(
+            optouts.last_seq(),
+            store.generations().await.unwrap().optout_seq
+        );
     }
 }

@@ -17,8 +17,8 @@ use crate::queries::salts::SaltRows;
 use crate::queries::{self, InitialRows, clients, keys, optouts, raw_uids, salts, sites};
 use crate::{
     ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange, KeyRecord,
-    KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, SiteRecord, Store,
-    StoreError, Versioned,
+    KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, Setup, SiteRecord,
+    Store, StoreError, Versioned,
 };
 use conn::{PgConn, limited};
 use pool::{Limit, Pool};
@@ -29,7 +29,8 @@ pub struct PostgresStore {
     description: String,
 }
 
-fn describe(config: &tokio_postgres::Config) -> String {
+/// The server and database of `config`, never its credentials.
+pub(crate) fn describe(config: &tokio_postgres::Config) -> String {
     let host = config
         .get_hosts()
         .first()
@@ -49,6 +50,14 @@ fn describe(config: &tokio_postgres::Config) -> String {
 impl PostgresStore {
     /// Connects to `url` (creating or migrating the schema if needed).
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, Setup::Create)
+            .await?
+            .ok_or_else(|| StoreError::Rejected("the schema could not be created".into()))
+    }
+
+    /// Connects to `url` as `setup` allows: with [`Setup::ExistingOnly`], `None` for a
+    /// database without the schema, which is left as it is.
+    pub async fn connect_with(url: &str, setup: Setup) -> Result<Option<Self>> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::BadUrl(url.to_owned()))?;
@@ -60,10 +69,12 @@ impl PostgresStore {
             pool: Pool::new(config),
         };
         let now = crate::schema::now_s();
-        store
-            .write(Limit::Call, async |c| crate::schema::migrate(c, now).await)
+        let has_schema = store
+            .write(Limit::Call, async |c| {
+                crate::schema::set_up(c, setup, now).await
+            })
             .await?;
-        Ok(store)
+        Ok(has_schema.then_some(store))
     }
 
     /// Runs `work` on a connection outside any transaction.

@@ -15,8 +15,8 @@ use crate::queries::salts::SaltRows;
 use crate::queries::{self, InitialRows, clients, keys, optouts, raw_uids, salts, sites};
 use crate::{
     ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange, KeyRecord,
-    KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, SiteRecord, Store,
-    Versioned,
+    KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, Setup, SiteRecord,
+    Store, Versioned,
 };
 
 /// The SQLite backend.
@@ -28,22 +28,31 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file, its directory and the schema if needed) the store at `path`.
     pub async fn open(path: &str) -> Result<Self> {
+        Self::open_with(path, Setup::Create)
+            .await?
+            .ok_or_else(|| crate::StoreError::Rejected(format!("{path} could not be created")))
+    }
+
+    /// Opens the store at `path` as `setup` allows: with [`Setup::ExistingOnly`], `None` for a
+    /// missing or empty file or one without the schema, which are left as they are.
+    pub async fn open_with(path: &str, setup: Setup) -> Result<Option<Self>> {
+        if setup == Setup::ExistingOnly && std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+            return Ok(None);
+        }
         let owned = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || conn::Shared::open(&owned))
             .await
             .map_err(|e| crate::StoreError::Unavailable(format!("SQLite worker: {e}")))??;
-        let store = Self {
-            path: path.to_owned(),
-            conn,
-        };
         let now = crate::schema::now_s();
-        store
-            .conn
+        let has_schema = conn
             .run(Immediate, async move |c| {
-                crate::schema::migrate(c, now).await
+                crate::schema::set_up(c, setup, now).await
             })
             .await?;
-        Ok(store)
+        Ok(has_schema.then(|| Self {
+            path: path.to_owned(),
+            conn,
+        }))
     }
 }
 
