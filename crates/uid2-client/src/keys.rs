@@ -7,14 +7,13 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use uid2_proto::encoding::base64_decode_array;
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::key::{Key, KeyRing};
 use uid2_proto::wire::KeysResponse;
 
 use crate::error::{Error, Result};
+use crate::transport::Answer;
 
 /// Sharing-token lifetime when the answer does not give one (30 days, as every SDK).
 pub const DEFAULT_TOKEN_EXPIRY_SECONDS: i64 = 30 * 86_400;
@@ -37,16 +36,6 @@ pub struct KeyContainer {
     latest_expires_ms: Option<i64>,
 }
 
-/// A key endpoint's decrypted answer. The body is read only once the status is known to be
-/// `success` (or absent), so that another status is reported as such, whatever its body.
-#[derive(Deserialize)]
-struct AnswerJson<'a> {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
-}
-
 impl KeyContainer {
     /// Parses a key endpoint's decrypted answer, `{"status": "success", "body": {…}}` (the
     /// `status` may be absent, as in the official SDKs' `refreshJson`).
@@ -54,16 +43,7 @@ impl KeyContainer {
     /// Missing fields take the official SDKs' defaults: scope UID2, no lifetime limit, 30 minutes
     /// of clock skew, 30-day sharing tokens.
     pub fn from_json(json: &[u8]) -> Result<Self> {
-        let answer: AnswerJson<'_> = serde_json::from_slice(json).map_err(Error::malformed)?;
-        if let Some(status) = answer.status
-            && status != "success"
-        {
-            return Err(Error::UnexpectedStatus(status));
-        }
-        let body = answer
-            .body
-            .ok_or_else(|| Error::malformed("the answer has no body"))?;
-        Self::from_body(serde_json::from_str(body.get()).map_err(Error::malformed)?)
+        Self::from_body(Answer::parse(json)?.into_body_unless_failed()?)
     }
 
     fn from_body(body: KeysResponse) -> Result<Self> {

@@ -174,13 +174,15 @@ impl PublisherClient {
             .transport
             .call("/v2/token/generate", json.as_bytes(), false)
             .await?;
-        let answer: Answer<IdentityTokens> = Answer::parse(&answer)?;
-        match answer.status.as_str() {
-            "optout" => Ok(TokenGenerateResponse::OptOut),
-            "insufficient_user_consent" => Ok(TokenGenerateResponse::InsufficientUserConsent),
-            _ => answer
+        let answer = Answer::parse(&answer)?;
+        if answer.is("optout") {
+            Ok(TokenGenerateResponse::OptOut)
+        } else if answer.is("insufficient_user_consent") {
+            Ok(TokenGenerateResponse::InsufficientUserConsent)
+        } else {
+            answer
                 .into_success_body()
-                .map(TokenGenerateResponse::Success),
+                .map(TokenGenerateResponse::Success)
         }
     }
 
@@ -210,11 +212,11 @@ impl PublisherClient {
         let sealed = base64_decode(body.trim_ascii())
             .map_err(|_| Error::malformed("the refresh answer is not base64"))?;
         let json = open_bare_response(&key, &sealed)?;
-        let answer: Answer<IdentityTokens> = Answer::parse(&json)?;
-        if answer.status == "optout" {
+        let answer = Answer::parse(&json)?;
+        if answer.is("optout") {
             return Ok(TokenRefreshResponse::OptOut);
         }
-        let refreshed = answer.into_success_body()?;
+        let refreshed: IdentityTokens = answer.into_success_body()?;
         if !refreshed.is_refreshable(now_ms) || refreshed.is_expired(now_ms) {
             return Err(Error::malformed(
                 "the refreshed identity is already expired or not refreshable",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use uid2_proto::cipher::GcmKey;
 use uid2_proto::encoding::{base64_decode, base64_decode_array, base64_encode};
 use uid2_proto::envelope::{open_response, seal_request};
@@ -42,27 +43,52 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// `{"status": …, "body": …}` as the SDKs first read a decrypted answer.
+/// `{"status": …, "body": …}` as the SDKs first read a decrypted answer: the status, and the
+/// body left unread until the status says what it should be, so that another status is reported
+/// as such whatever its body.
 #[derive(Deserialize)]
-pub(crate) struct Answer<T> {
-    pub(crate) status: String,
-    #[serde(default = "Option::default")]
-    pub(crate) body: Option<T>,
+pub(crate) struct Answer<'a> {
+    /// The status; the key endpoints' answers may omit it (as the official SDKs'
+    /// `refreshJson` allows), every other answer has it.
+    #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
 }
 
-impl<T: DeserializeOwned> Answer<T> {
+impl<'a> Answer<'a> {
     /// Parses a decrypted answer.
-    pub(crate) fn parse(json: &[u8]) -> Result<Self> {
+    pub(crate) fn parse(json: &'a [u8]) -> Result<Self> {
         serde_json::from_slice(json).map_err(Error::malformed)
     }
 
-    /// The body of a `success` answer; any other status is an error.
-    pub(crate) fn into_success_body(self) -> Result<T> {
-        if self.status != "success" {
-            return Err(Error::UnexpectedStatus(self.status));
+    /// Whether the status is `status`.
+    pub(crate) fn is(&self, status: &str) -> bool {
+        self.status.as_deref() == Some(status)
+    }
+
+    /// The body of a `success` answer; any other status, or none, is an error.
+    pub(crate) fn into_success_body<T: DeserializeOwned>(self) -> Result<T> {
+        match self.status.as_deref() {
+            Some("success") => self.into_body(),
+            Some(other) => Err(Error::UnexpectedStatus(other.to_owned())),
+            None => Err(Error::malformed("the answer has no status")),
         }
-        self.body
-            .ok_or_else(|| Error::malformed("success without a body"))
+    }
+
+    /// The body of an answer whose status is `success` or absent (a key endpoint's).
+    pub(crate) fn into_body_unless_failed<T: DeserializeOwned>(self) -> Result<T> {
+        match self.status.as_deref() {
+            Some(other) if other != "success" => Err(Error::UnexpectedStatus(other.to_owned())),
+            _ => self.into_body(),
+        }
+    }
+
+    fn into_body<T: DeserializeOwned>(self) -> Result<T> {
+        let body = self
+            .body
+            .ok_or_else(|| Error::malformed("the answer has no body"))?;
+        serde_json::from_str(body.get()).map_err(Error::malformed)
     }
 }
 
@@ -233,13 +259,21 @@ mod tests {
 
     #[test]
     fn answers_distinguish_success_from_other_statuses() {
-        let ok: Answer<u32> = Answer::parse(br#"{"status":"success","body":5}"#).unwrap();
-        assert_eq!(ok.into_success_body().unwrap(), 5);
-        let optout: Answer<u32> = Answer::parse(br#"{"status":"optout"}"#).unwrap();
+        let ok = Answer::parse(br#"{"status":"success","body":5}"#).unwrap();
+        assert_eq!(ok.into_success_body::<u32>().unwrap(), 5);
+        let optout = Answer::parse(br#"{"status":"optout","body":"not a number"}"#).unwrap();
+        assert!(optout.is("optout"));
         assert!(matches!(
-            optout.into_success_body(),
+            optout.into_success_body::<u32>(),
             Err(Error::UnexpectedStatus(s)) if s == "optout"
         ));
-        assert!(Answer::<u32>::parse(b"[]").is_err());
+        let no_status = Answer::parse(br#"{"body":5}"#).unwrap();
+        assert!(matches!(
+            no_status.into_success_body::<u32>(),
+            Err(Error::MalformedResponse(_))
+        ));
+        let key_answer = Answer::parse(br#"{"body":5}"#).unwrap();
+        assert_eq!(key_answer.into_body_unless_failed::<u32>().unwrap(), 5);
+        assert!(Answer::parse(b"[1, 2, 3]").is_err());
     }
 }
