@@ -340,15 +340,11 @@ pub async fn add_site(
     }
     store.upsert_site(&site).await?;
     let now_s = now_ms / 1000;
-    let activates_s = now_s - KEY_ACTIVATION_BACKDATE_S;
+    // The ids are the store's to allocate (0 here).
     let change = KeyChange {
         site_keyset: Some(SiteKeyset {
-            site_id: site.id,
-            name: site.name,
-            created_s: now_s,
-            key_secret: random_secret(rng),
-            key_activates_s: activates_s,
-            key_expires_s: activates_s + KEY_LIFETIME_S,
+            keyset: keyset(0, site.id, &site.name, now_s),
+            key: new_key(0, now_s - KEY_ACTIVATION_BACKDATE_S, now_s, rng),
         }),
         ..KeyChange::default()
     };

@@ -198,18 +198,11 @@ impl NewKey {
 /// keyset yet. The store allocates both ids in the change's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteKeyset {
-    /// The site.
-    pub site_id: i32,
-    /// The keyset's name.
-    pub name: String,
-    /// Creation of the keyset and its key (s).
-    pub created_s: i64,
-    /// The first key's 32-byte secret.
-    pub key_secret: [u8; 32],
-    /// The first key's activation (s).
-    pub key_activates_s: i64,
-    /// The first key's expiry (s).
-    pub key_expires_s: i64,
+    /// The keyset, for its `site_id`; its `id` is allocated by the store (the one given is
+    /// ignored).
+    pub keyset: KeysetRecord,
+    /// Its first key; its `keyset_id` is the new keyset's (the one given is ignored).
+    pub key: NewKey,
 }
 
 /// A change to keysets and keys, made in one transaction. New keysets and keys get ids above

@@ -150,28 +150,20 @@ pub(crate) async fn change(
         added.push(id);
     }
     if let Some(site) = &change.site_keyset
-        && !has_keyset(conn, site.site_id).await?
+        && !has_keyset(conn, site.keyset.site_id).await?
     {
         let keyset_id = next_keyset_id(conn).await?;
         insert_keysets(
             conn,
             &[KeysetRecord {
                 id: keyset_id,
-                site_id: site.site_id,
-                name: site.name.clone(),
-                allowed_sites: None,
-                enabled: true,
-                is_default: true,
-                created_s: site.created_s,
+                ..site.keyset.clone()
             }],
         )
         .await?;
         let key = NewKey {
             keyset_id,
-            secret: site.key_secret,
-            created_s: site.created_s,
-            activates_s: site.key_activates_s,
-            expires_s: site.key_expires_s,
+            ..site.key.clone()
         };
         let id = ids.next().expect("endless")?;
         insert_key(conn, &key.with_id(id)).await?;

@@ -246,12 +246,22 @@ pub async fn exercise(store: &dyn Store) {
     // the next key id, once; asked again, nothing is written and the generation stays.
     let site_keyset = KeyChange {
         site_keyset: Some(SiteKeyset {
-            site_id: 10,
-            name: "site".into(),
-            created_s: 3,
-            key_secret: [4; 32],
-            key_activates_s: 3,
-            key_expires_s: 300,
+            keyset: KeysetRecord {
+                id: 0,
+                site_id: 10,
+                name: "site".into(),
+                allowed_sites: None,
+                enabled: true,
+                is_default: true,
+                created_s: 3,
+            },
+            key: NewKey {
+                keyset_id: 0,
+                secret: [4; 32],
+                created_s: 3,
+                activates_s: 3,
+                expires_s: 300,
+            },
         }),
         ..KeyChange::default()
     };
