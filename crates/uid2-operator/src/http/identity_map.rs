@@ -1,9 +1,11 @@
 //! `/v2/identity/map`, `/v3/identity/map`, `/v2/identity/buckets` and `/v2/optout/status`:
 //! the batch endpoints, run on the [`BatchPool`](super::batch::BatchPool).
 //!
-//! Everything proportional to the batch runs on the pool, answer included: a 10,000-identity map
-//! or a buckets answer over a million buckets (tens of megabytes of JSON) is serialised, sealed
-//! and base64-encoded there, never on the async workers that serve token generation.
+//! The mapping and the answer run on the pool: a 10,000-identity map or a buckets answer over a
+//! million buckets (tens of megabytes of JSON) is computed, serialised, sealed and
+//! base64-encoded there, never on the async workers that serve token generation. Opening and
+//! parsing the request stays on the async worker, as for every endpoint: the 1 MiB body limit
+//! bounds it to a few milliseconds.
 
 use std::sync::Arc;
 
