@@ -25,6 +25,20 @@ fn sendable_rng() -> rand::rngs::StdRng {
     <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng())
 }
 
+/// The ids of the keys `/v2/key/bidstream` gives the DSP.
+async fn bidstream_key_ids(t: &TestOperator) -> HashSet<u32> {
+    let keys = t
+        .call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
+        .await
+        .unwrap();
+    keys["body"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| u32::try_from(k["id"].as_u64().unwrap()).unwrap())
+        .collect()
+}
+
 /// The (master, site) key ids of a token generated for the publisher at `at_ms`.
 fn keys_of_token_at(snap: &Snapshot, site_id: i32, at_ms: i64) -> (u32, u32) {
     let identity = HashedIdentity::from_email("lead@example.com").unwrap();
@@ -95,17 +109,7 @@ async fn tokens_from_before_a_key_rotation_still_decrypt_and_refresh() {
     assert!(t.operator.sync_once().await.unwrap());
 
     // The old token still decrypts with the keys a bidder receives now.
-    let keys = t
-        .call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
-        .await
-        .unwrap();
-    let ids: HashSet<u64> = keys["body"]["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_u64().unwrap())
-        .collect();
-    assert!(ids.contains(&u64::from(old_master)));
+    assert!(bidstream_key_ids(&t).await.contains(&old_master));
     let snap = t.operator.snapshot();
     assert!(advertising::decode(&old_token, &snap.keys.ring, now_ms()).is_ok());
 
@@ -243,16 +247,7 @@ async fn new_keys_are_published_an_hour_before_tokens_use_them() {
     assert!(t.operator.sync_once().await.unwrap());
 
     // Bidders receive the new keys at once, ahead of their use.
-    let keys = t
-        .call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
-        .await
-        .unwrap();
-    let listed: HashSet<u32> = keys["body"]["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_u64().unwrap() as u32)
-        .collect();
+    let listed = bidstream_key_ids(&t).await;
     let snap = t.operator.snapshot();
     let new_master = *rotation
         .created
