@@ -424,16 +424,5 @@ async fn map_emails(t: &TestOperator, emails: &[String]) -> HashMap<String, (Str
         .call(&t.mapper, "/v2/identity/map", json!({ "email": emails }))
         .await
         .unwrap();
-    reply["body"]["mapped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let field = |k: &str| m[k].as_str().unwrap().to_owned();
-            (
-                field("identifier"),
-                (field("advertising_id"), field("bucket_id")),
-            )
-        })
-        .collect()
+    uid2_testkit::answers::mapped_identities(&reply)
 }

@@ -25,18 +25,7 @@ async fn map(
     let reply = api
         .call(url, mapper, "/v2/identity/map", &json!({ "email": emails }))
         .await;
-    reply.json["body"]["mapped"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{reply:?}"))
-        .iter()
-        .map(|m| {
-            let field = |k: &str| m[k].as_str().unwrap().to_owned();
-            (
-                field("identifier"),
-                (field("advertising_id"), field("bucket_id")),
-            )
-        })
-        .collect()
+    uid2_testkit::answers::mapped_identities(&reply.json)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
