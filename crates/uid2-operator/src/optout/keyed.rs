@@ -1,5 +1,5 @@
-//! One keyed index of opt-out times, in three levels: a base split into 256 shards by the key's
-//! first byte; a run of recent entries; and a tiny run of the opt-outs this operator recorded
+//! One keyed index of opt-out times, in three levels: a base split into 256 [`Shard`]s by the
+//! key's first byte; a run of recent entries; and a tiny run of the opt-outs this operator recorded
 //! since the last sync pass.
 //!
 //! Each level costs its size to rewrite, so each is rewritten where that is affordable: a
@@ -13,18 +13,17 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::sorted_run::{Entry, KEY_LEN, SortedRun};
+use super::shard::Shard;
+use super::sorted_run::{Entry, Probe, SortedRun};
 
 /// Shards of the base: one per value of a key's first byte.
 pub(super) const SHARDS: usize = 256;
-/// Key bits every entry of a shard shares.
-const SHARD_BITS: u32 = 8;
 
 /// A keyed index.
 #[derive(Debug, Clone)]
 pub(super) struct Keyed {
     /// Inline, in one allocation: finding a key's shard touches no page but this one.
-    shards: Arc<[SortedRun]>,
+    shards: Arc<[Shard]>,
     recent: SortedRun,
     local: SortedRun,
 }
@@ -55,18 +54,15 @@ impl Keyed {
             by_shard[usize::from(e.key[0])].push(e);
         }
         Self {
-            shards: by_shard
-                .into_iter()
-                .map(|list| SortedRun::build_skipping(list, SHARD_BITS))
-                .collect(),
+            shards: by_shard.into_iter().map(Shard::build).collect(),
             recent: SortedRun::default(),
             local: SortedRun::default(),
         }
     }
 
-    /// The earliest time stored for `key`.
-    pub(super) fn get(&self, key: &[u8; KEY_LEN]) -> Option<u32> {
-        let base = self.shards[usize::from(key[0])].get(key);
+    /// The earliest time stored for the key of `probe`.
+    pub(super) fn get(&self, probe: Probe) -> Option<u32> {
+        let base = self.shards[(probe.head >> 56) as usize].get(probe);
         // Lookups run back to back overlap their memory accesses; every instruction on this
         // path costs some of that overlap, so the common case (nothing recent) returns early.
         if self.recent.is_empty() && self.local.is_empty() {
@@ -76,7 +72,10 @@ impl Keyed {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        earliest(base, earliest(self.recent.get(key), self.local.get(key)))
+        earliest(
+            base,
+            earliest(self.recent.get(probe), self.local.get(probe)),
+        )
     }
 
     /// A new index with the sorted `batch` added to the local run (a copy of the local run).
@@ -139,7 +138,7 @@ impl Keyed {
         &self,
         from: &SortedRun,
         shards: Range<usize>,
-    ) -> Vec<(usize, SortedRun)> {
+    ) -> Vec<(usize, Shard)> {
         shards
             .map(|s| {
                 let slice = &from.entries()[shard_range(from.entries(), s)];
@@ -154,8 +153,8 @@ impl Keyed {
     }
 
     /// A new index with `replaced` shards.
-    pub(super) fn with_shards(&self, replaced: &[(usize, SortedRun)]) -> Self {
-        let mut shards: Vec<SortedRun> = self.shards.to_vec();
+    pub(super) fn with_shards(&self, replaced: &[(usize, Shard)]) -> Self {
+        let mut shards: Vec<Shard> = self.shards.to_vec();
         for (s, run) in replaced {
             shards[*s] = run.clone();
         }
@@ -182,7 +181,7 @@ impl Keyed {
     pub(super) fn heap_bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.heap_bytes() + std::mem::size_of::<SortedRun>())
+            .map(|s| s.heap_bytes() + std::mem::size_of::<Shard>())
             .sum::<usize>()
             + self.recent.heap_bytes()
             + self.local.heap_bytes()
@@ -192,6 +191,7 @@ impl Keyed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optout::sorted_run::KEY_LEN;
 
     fn entry(i: u32, secs: u32) -> Entry {
         let h = uid2_proto::cipher::sha256(&[&i.to_be_bytes()]);
@@ -209,16 +209,20 @@ mod tests {
         let check = |index: &Keyed| {
             for i in (0..9_000).step_by(7) {
                 let expected = if i < 4_000 { 100 } else { 50 };
-                assert_eq!(index.get(&entry(i, 0).key), Some(expected), "{i}");
+                assert_eq!(
+                    index.get(Probe::of(&entry(i, 0).key)),
+                    Some(expected),
+                    "{i}"
+                );
             }
-            assert_eq!(index.get(&entry(10_000, 0).key), None);
+            assert_eq!(index.get(Probe::of(&entry(10_000, 0).key)), None);
         };
         check(&index);
         // Appends while the compaction runs: one by this operator, then a sync pass folding it
         // (and another one) into the recent run.
         let compacting = index.recent().clone();
         index = index.with_local(&SortedRun::build(vec![entry(20_000, 7)]));
-        assert_eq!(index.get(&entry(20_000, 0).key), Some(7));
+        assert_eq!(index.get(Probe::of(&entry(20_000, 0).key)), Some(7));
         assert_eq!(index.local().len(), 1);
         index = index.with_recent(&SortedRun::build(vec![entry(20_001, 8)]));
         assert_eq!(index.local().len(), 0);
@@ -230,8 +234,8 @@ mod tests {
         index = index.without_recent(&compacting);
         check(&index);
         assert_eq!(index.recent().len(), 2, "only the late appends stay recent");
-        assert_eq!(index.get(&entry(20_000, 0).key), Some(7));
-        assert_eq!(index.get(&entry(20_001, 0).key), Some(8));
+        assert_eq!(index.get(Probe::of(&entry(20_000, 0).key)), Some(7));
+        assert_eq!(index.get(Probe::of(&entry(20_001, 0).key)), Some(8));
         assert_eq!(index.len(), 9_002);
     }
 
@@ -261,10 +265,10 @@ mod tests {
             (6_000..6_001, 60),
         ] {
             for i in range {
-                assert_eq!(rebased.get(&entry(i, 0).key), Some(secs), "{i}");
+                assert_eq!(rebased.get(Probe::of(&entry(i, 0).key)), Some(secs), "{i}");
             }
         }
-        assert_eq!(rebased.get(&entry(7_000, 0).key), None);
+        assert_eq!(rebased.get(Probe::of(&entry(7_000, 0).key)), None);
         // The compacted entries are not kept twice; only the logout since `base` stays local.
         assert_eq!(rebased.recent().len(), 101);
         assert_eq!(rebased.local().len(), 1);

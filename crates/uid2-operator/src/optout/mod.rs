@@ -9,12 +9,14 @@
 //! are immutable, so a request reads whatever index its snapshot holds without any lock.
 
 mod keyed;
+mod shard;
 pub mod sorted_run;
 
 use std::ops::Range;
 
 use keyed::{Keyed, SHARDS};
-use sorted_run::{Entry, KEY_LEN, SortedRun};
+use shard::Shard;
+use sorted_run::{Entry, KEY_LEN, Probe, SortedRun};
 use uid2_proto::cipher::sha256;
 use uid2_proto::salt::FirstLevelHash;
 use uid2_store::OptOutRecord;
@@ -34,7 +36,9 @@ pub struct OptOutIndex {
     last_seq: i64,
 }
 
-fn flh_key(flh: &[u8; 32]) -> [u8; KEY_LEN] {
+/// The key of a first-level hash: its leading bytes, borrowed (a lookup reads them where
+/// they are; see [`Probe`]).
+fn flh_key(flh: &[u8; 32]) -> &[u8; KEY_LEN] {
     flh[..KEY_LEN].try_into().expect("KEY_LEN ≤ 32")
 }
 
@@ -44,12 +48,18 @@ fn flh_key(flh: &[u8; 32]) -> [u8; KEY_LEN] {
 const RAW_UID_KEY_BYTES: std::ops::Range<usize> = 16..16 + KEY_LEN;
 
 fn raw_uid_key(raw_uid: &[u8]) -> [u8; KEY_LEN] {
+    raw_uid_probe(raw_uid).key()
+}
+
+fn raw_uid_probe(raw_uid: &[u8]) -> Probe {
     match raw_uid.get(RAW_UID_KEY_BYTES) {
-        Some(bytes) => bytes.try_into().expect("a KEY_LEN range"),
+        Some(bytes) => Probe::of(bytes.try_into().expect("a KEY_LEN range")),
         // Not a raw UID (too short): hashed, so it still gets a well-spread key.
-        None => sha256(&[raw_uid])[..KEY_LEN]
-            .try_into()
-            .expect("KEY_LEN ≤ 32"),
+        None => Probe::of(
+            sha256(&[raw_uid])[..KEY_LEN]
+                .try_into()
+                .expect("KEY_LEN ≤ 32"),
+        ),
     }
 }
 
@@ -72,7 +82,7 @@ impl OptOutIndexBuilder {
         for r in records {
             let secs = secs(r.opted_out_at_ms);
             self.by_flh.push(Entry {
-                key: flh_key(&r.first_level_hash),
+                key: *flh_key(&r.first_level_hash),
                 secs,
             });
             if let Some(id) = &r.advertising_id {
@@ -156,8 +166,8 @@ pub struct Compaction {
 /// Shards rewritten by one step of a compaction.
 #[derive(Debug)]
 pub struct CompactedShards {
-    by_flh: Vec<(usize, SortedRun)>,
-    by_uid: Vec<(usize, SortedRun)>,
+    by_flh: Vec<(usize, Shard)>,
+    by_uid: Vec<(usize, Shard)>,
 }
 
 fn step_shards(step: usize) -> Range<usize> {
@@ -278,16 +288,17 @@ impl OptOutIndex {
     }
 
     /// When the identity opted out (ms, second precision), if it did.
+    #[inline]
     pub fn opted_out_at_ms(&self, flh: &FirstLevelHash) -> Option<i64> {
         self.by_first_level_hash
-            .get(&flh_key(&flh.0))
+            .get(Probe::of(flh_key(&flh.0)))
             .map(|s| i64::from(s) * 1000)
     }
 
     /// When the raw UID opted out (ms, second precision), for `/v2/optout/status`.
     pub fn raw_uid_opted_out_at_ms(&self, raw_uid: &[u8]) -> Option<i64> {
         self.by_raw_uid
-            .get(&raw_uid_key(raw_uid))
+            .get(raw_uid_probe(raw_uid))
             .map(|s| i64::from(s) * 1000)
     }
 

@@ -3,13 +3,12 @@
 //! Keys are uniformly random (prefixes of SHA-256 outputs), so a directory indexed by the top
 //! `k` bits, with `k` chosen for about four entries per slot, finds any key with one directory
 //! read and a scan of one or two cache lines. An entry is 16 bytes (12 key bytes, 4 bytes of
-//! seconds) and the directory adds about one byte per entry. A run that holds one shard of a
-//! larger index (every key starting with the same byte) indexes the bits after that byte.
+//! seconds) and the directory adds about one byte per entry.
 //!
-//! A run is a small value (two shared slices and two numbers), cheap to clone, so an index
-//! keeps its runs inline in one array: a lookup then touches only the directory and the
-//! entries, the two memory accesses it cannot avoid (in a virtual machine, each access to a
-//! page not in the TLB costs as much again, so every pointer followed counts).
+//! Runs hold the entries an index gained since its last compaction, and the batches that
+//! bring them: they are small and merged often, so they are arrays that merge in one linear
+//! pass. The large base of an index is in [`Shard`](super::shard::Shard)s instead, which
+//! cost one memory access a lookup where a run costs two (directory, then entries).
 
 use std::sync::Arc;
 
@@ -26,42 +25,68 @@ pub struct Entry {
     pub secs: u32,
 }
 
+/// A key being looked up, as two big-endian numbers (bytes 0..8 and 8..12), passed in
+/// registers.
+///
+/// Not a byte array: a key copied byte-wise to the stack and read back in other widths (as a
+/// lookup reads it) makes each read wait until the copy retires, which is after the previous
+/// lookup's read of main memory; back-to-back lookups then stop overlapping (measured: three
+/// times slower).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Key bytes 0..8.
+    pub head: u64,
+    /// Key bytes 8..12.
+    pub tail: u32,
+}
+
+impl Probe {
+    /// The probe for `key`.
+    #[inline]
+    pub fn of(key: &[u8; KEY_LEN]) -> Self {
+        Self {
+            head: u64::from_be_bytes(key[..8].try_into().expect("KEY_LEN ≥ 8")),
+            tail: u32::from_be_bytes(key[8..].try_into().expect("KEY_LEN = 12")),
+        }
+    }
+
+    /// The key probed for.
+    pub fn key(self) -> [u8; KEY_LEN] {
+        let mut key = [0; KEY_LEN];
+        key[..8].copy_from_slice(&self.head.to_be_bytes());
+        key[8..].copy_from_slice(&self.tail.to_be_bytes());
+        key
+    }
+}
+
 /// A sorted run.
 #[derive(Debug, Clone, Default)]
 pub struct SortedRun {
     entries: Arc<[Entry]>,
     /// `directory[p]` = index of the first entry whose directory bits are ≥ p; length 2^bits + 1.
     directory: Arc<[u32]>,
-    /// Leading key bits every entry shares (0, or 8 in a shard), skipped by the directory.
-    skip: u32,
     bits: u32,
 }
 
-/// The `bits` key bits after the first `skip`.
-fn directory_slot(key: &[u8; KEY_LEN], skip: u32, bits: u32) -> usize {
+/// The leading `bits` bits of a key whose first 8 bytes are `head`.
+fn directory_slot(head: u64, bits: u32) -> usize {
     if bits == 0 {
         return 0;
     }
-    let head = u64::from_be_bytes(key[..8].try_into().expect("KEY_LEN ≥ 8"));
-    ((head << skip) >> (64 - bits)) as usize
+    (head >> (64 - bits)) as usize
 }
 
 impl SortedRun {
     /// Sorts `entries` into a run; of a key given more than once, the earliest time is kept
     /// (the first opt-out is what "opted out since" means), as in every merge.
-    pub fn build(entries: Vec<Entry>) -> Self {
-        Self::build_skipping(entries, 0)
-    }
-
-    /// Like [`build`](Self::build), for entries that all share their first `skip` key bits.
-    pub fn build_skipping(mut entries: Vec<Entry>, skip: u32) -> Self {
+    pub fn build(mut entries: Vec<Entry>) -> Self {
         entries.sort_unstable();
         // Sorted by (key, secs): the first of each key is the earliest.
         entries.dedup_by(|later, first| later.key == first.key);
-        Self::from_sorted(entries, skip)
+        Self::from_sorted(entries)
     }
 
-    fn from_sorted(entries: Vec<Entry>, skip: u32) -> Self {
+    fn from_sorted(entries: Vec<Entry>) -> Self {
         let n = entries.len();
         // About four entries per directory slot, at most 2^28 slots.
         let bits = if n < 8 { 0 } else { ((n / 4).ilog2()).min(28) };
@@ -69,7 +94,7 @@ impl SortedRun {
         let mut directory = Vec::with_capacity(slots + 1);
         let mut i = 0usize;
         for p in 0..slots {
-            while i < n && directory_slot(&entries[i].key, skip, bits) < p {
+            while i < n && directory_slot(Probe::of(&entries[i].key).head, bits) < p {
                 i += 1;
             }
             directory.push(i as u32);
@@ -78,7 +103,6 @@ impl SortedRun {
         Self {
             entries: entries.into(),
             directory: directory.into(),
-            skip,
             bits,
         }
     }
@@ -100,7 +124,7 @@ impl SortedRun {
                 out.push(next);
             }
         }
-        Self::from_sorted(out, self.skip)
+        Self::from_sorted(out)
     }
 
     /// Merges `self` with unsorted `more` into a new run.
@@ -126,23 +150,28 @@ impl SortedRun {
             })
             .copied()
             .collect();
-        Self::from_sorted(kept, self.skip)
+        Self::from_sorted(kept)
     }
 
-    /// The time stored for `key`.
-    pub fn get(&self, key: &[u8; KEY_LEN]) -> Option<u32> {
+    /// The time stored for the key of `probe`.
+    pub fn get(&self, probe: Probe) -> Option<u32> {
         if self.entries.is_empty() {
             return None;
         }
-        let p = directory_slot(key, self.skip, self.bits);
+        let p = directory_slot(probe.head, self.bits);
         let (lo, hi) = (self.directory[p] as usize, self.directory[p + 1] as usize);
         let slot = &self.entries[lo..hi];
         if slot.len() <= 16 {
-            slot.iter().find(|e| &e.key == key).map(|e| e.secs)
+            slot.iter()
+                .find(|e| Probe::of(&e.key) == probe)
+                .map(|e| e.secs)
         } else {
-            slot.binary_search_by(|e| e.key.cmp(key))
-                .ok()
-                .map(|i| slot[i].secs)
+            slot.binary_search_by(|e| {
+                let k = Probe::of(&e.key);
+                (k.head, k.tail).cmp(&(probe.head, probe.tail))
+            })
+            .ok()
+            .map(|i| slot[i].secs)
         }
     }
 
@@ -190,39 +219,13 @@ mod tests {
             );
             assert_eq!(run.len(), n as usize);
             for i in 0..n {
-                assert_eq!(run.get(&key(i)), Some(i), "n={n} i={i}");
+                assert_eq!(run.get(Probe::of(&key(i))), Some(i), "n={n} i={i}");
             }
             for i in n..n + 100 {
-                assert_eq!(run.get(&key(i)), None);
+                assert_eq!(run.get(Probe::of(&key(i))), None);
             }
         }
         assert_eq!(std::mem::size_of::<Entry>(), 16);
-    }
-
-    #[test]
-    fn a_shard_indexes_the_bits_after_its_shared_byte() {
-        let entries: Vec<Entry> = (0..20_000u32)
-            .map(|i| Entry {
-                key: key(i),
-                secs: i,
-            })
-            .filter(|e| e.key[0] == 0x5a)
-            .collect();
-        let n = entries.len();
-        let shard = SortedRun::build_skipping(entries.clone(), 8);
-        assert!(shard.bits > 0);
-        // The directory spreads the shard's entries (indexing the shared byte would put them
-        // all in one slot).
-        let widest = shard
-            .directory
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .max()
-            .unwrap();
-        assert!(widest < 16, "{widest} entries in one slot of {n}");
-        for e in &entries {
-            assert_eq!(shard.get(&e.key), Some(e.secs));
-        }
     }
 
     #[test]
@@ -237,7 +240,7 @@ mod tests {
                 secs: 20,
             },
         ]);
-        assert_eq!(run.get(&key(1)), Some(20));
+        assert_eq!(run.get(Probe::of(&key(1))), Some(20));
         let base = SortedRun::build(
             (0..1000)
                 .map(|i| Entry {
@@ -258,11 +261,11 @@ mod tests {
         let more_run = SortedRun::build(more.clone());
         let rest = merged.without(&more_run);
         assert_eq!(rest.len(), 500);
-        assert_eq!(rest.get(&key(600)), None);
-        assert_eq!(rest.get(&key(100)), Some(100));
-        assert_eq!(merged.get(&key(600)), Some(10));
-        assert_eq!(merged.get(&key(100)), Some(100));
-        assert_eq!(merged.get(&key(1200)), Some(200));
+        assert_eq!(rest.get(Probe::of(&key(600))), None);
+        assert_eq!(rest.get(Probe::of(&key(100))), Some(100));
+        assert_eq!(merged.get(Probe::of(&key(600))), Some(10));
+        assert_eq!(merged.get(Probe::of(&key(100))), Some(100));
+        assert_eq!(merged.get(Probe::of(&key(1200))), Some(200));
         let mut all: Vec<Entry> = base.entries().to_vec();
         all.extend(more);
         assert_eq!(merged.entries(), SortedRun::build(all).entries());
