@@ -55,11 +55,6 @@ impl RequestMetrics {
         }
     }
 
-    /// Records one request.
-    pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
-        self.record_for(self.route_of(route), status, elapsed);
-    }
-
     /// The counters of `route` ([`UNMATCHED`] if it is not one of the routes): looked up while
     /// the request still holds the matched path, so that nothing is copied to record it later.
     pub fn route_of(&self, route: &str) -> RouteId {
@@ -247,10 +242,22 @@ mod tests {
     #[test]
     fn records_and_renders_prometheus_text() {
         let m = RequestMetrics::new(&["/v2/token/generate"]);
-        m.record("/v2/token/generate", 200, Duration::from_micros(300));
-        m.record("/v2/token/generate", 200, Duration::from_millis(30));
-        m.record("/v2/token/generate", 418, Duration::from_millis(3));
-        m.record("/nope", 404, Duration::from_millis(1));
+        m.record_for(
+            m.route_of("/v2/token/generate"),
+            200,
+            Duration::from_micros(300),
+        );
+        m.record_for(
+            m.route_of("/v2/token/generate"),
+            200,
+            Duration::from_millis(30),
+        );
+        m.record_for(
+            m.route_of("/v2/token/generate"),
+            418,
+            Duration::from_millis(3),
+        );
+        m.record_for(m.route_of("/nope"), 404, Duration::from_millis(1));
         assert_eq!(m.count("/v2/token/generate", 200), 2);
         assert_eq!(m.count(UNMATCHED, 404), 1);
         let text = render(

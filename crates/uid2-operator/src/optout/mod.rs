@@ -1,7 +1,7 @@
 //! The in-memory opt-out index: first-level hash → time of opt-out, and raw UID → time for
 //! `/v2/optout/status`.
 //!
-//! Each of the two is a [`keyed`] index: a sharded base, a run of recent entries and a tiny run
+//! Each of the two is a keyed index (the `keyed` module): a sharded base, a run of recent entries and a tiny run
 //! of this operator's own opt-outs since the last sync pass. A request handler only copies the
 //! tiny run ([`OptOutIndex::with_local`]); a sync pass folds what it read into the recent run
 //! ([`OptOutIndex::with_batch`], off the async runtime); a background compaction (see

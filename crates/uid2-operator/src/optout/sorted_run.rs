@@ -7,12 +7,13 @@
 //!
 //! Runs hold the entries an index gained since its last compaction, and the batches that
 //! bring them: they are small and merged often, so they are arrays that merge in one linear
-//! pass. The large base of an index is in [`Shard`](super::shard::Shard)s instead, which
+//! pass. The large base of an index is in shards (the `shard` module) instead, which
 //! cost one memory access a lookup where a run costs two (directory, then entries).
 
 use std::sync::Arc;
 
-/// Bytes of a key kept: 96 bits make a false match among 100 M entries a 1-in-10^20 event.
+/// Bytes of a key kept: 96 bits make a false match among 100 M entries a 1-in-10^20 event
+/// (the base of an index keeps 72 of them: see the `shard` module).
 pub const KEY_LEN: usize = 12;
 
 /// One entry.
