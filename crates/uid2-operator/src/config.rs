@@ -41,6 +41,10 @@ pub struct OperatorConfig {
     pub enable_baseline_route: bool,
     /// The TCF vendor id whose consent EUID token generation requires (official default 21).
     pub tcf_vendor_id: u16,
+    /// Longest a request may take, from its head to its answer (body included): past it the
+    /// answer is a retryable 503, and a body that never finishes arriving stops holding the
+    /// connection.
+    pub request_timeout: Duration,
 }
 
 impl Default for OperatorConfig {
@@ -62,6 +66,7 @@ impl Default for OperatorConfig {
             sync_interval: Duration::from_millis(250),
             enable_baseline_route: false,
             tcf_vendor_id: uid2_proto::tcf::EUID_VENDOR_ID,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -93,6 +98,9 @@ impl OperatorConfig {
         }
         if self.identity_token_expires_after.is_zero() {
             return Err(ConfigError("token lifetimes must be positive".into()));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError("the request timeout must be positive".into()));
         }
         if let Some(max) = self.max_bidstream_lifetime
             && max < self.identity_token_expires_after

@@ -447,6 +447,13 @@ async fn cases(t: &TestOperator) -> Vec<Case> {
         vec![],
         "",
     ));
+    out.push(case(
+        "static file name not UTF-8",
+        "GET",
+        "/static/js/%ff",
+        vec![],
+        "",
+    ));
     out
 }
 

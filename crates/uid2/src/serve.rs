@@ -48,10 +48,13 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     println!("uid2 operator listening on http://{addr}");
     std::io::stdout().flush().ok();
 
-    axum::serve(listener, http::router(operator))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    http::server::serve(
+        listener,
+        http::router(operator),
+        settings.limits,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("stopped");
     Ok(())
 }

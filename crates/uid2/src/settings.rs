@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use uid2_operator::OperatorConfig;
 use uid2_operator::deployment::GivenSettings;
+use uid2_operator::http::server::ConnectionLimits;
 use uid2_operator::rotation::{DEFAULT_ACTIVATION_LEAD, SaltFraction};
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::salt::{Environment, PRODUCTION_BUCKET_COUNT};
@@ -48,6 +49,18 @@ pub(crate) struct ServeArgs {
     /// Fraction of salt buckets each salt rotation changes.
     #[arg(long, env = "UID2_SALT_ROTATION_FRACTION")]
     pub salt_rotation_fraction: Option<SaltFraction>,
+    /// Longest a request may take, body and answer included, seconds (default 30).
+    #[arg(long, env = "UID2_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
+    /// Longest a client may take to send a request's head, seconds (default 10).
+    #[arg(long, env = "UID2_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Longest a connection may go without a byte moving either way, seconds (default 60).
+    #[arg(long, env = "UID2_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Connections open at once; more wait to be accepted (default 8192).
+    #[arg(long, env = "UID2_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// Settings every command shares: where the store is, what a new store is created with, and
@@ -161,6 +174,10 @@ struct FileSettings {
     key_activation_lead: Option<u64>,
     rotate_salts_every: Option<u64>,
     salt_rotation_fraction: Option<SaltFraction>,
+    request_timeout: Option<u64>,
+    header_read_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// Everything `uid2 serve` runs with.
@@ -172,6 +189,7 @@ pub(crate) struct ServeSettings {
     /// until the store's replace them.
     pub operator: OperatorConfig,
     pub schedule: crate::rotate::Schedule,
+    pub limits: ConnectionLimits,
 }
 
 fn parse_scope(s: &str) -> Result<IdentityScope> {
@@ -214,11 +232,40 @@ impl ServeArgs {
                 .map(Duration::from_millis)
                 .unwrap_or(defaults.sync_interval),
             enable_baseline_route: self.bench_baseline.or(file.bench_baseline).unwrap_or(false),
+            request_timeout: secs(
+                self.request_timeout,
+                file.request_timeout,
+                defaults.request_timeout,
+            ),
             ..defaults
         }
         .with_raw_uid_settings(common.given.or_defaults());
         operator.validate()?;
+        let default_limits = ConnectionLimits::default();
+        let limits = ConnectionLimits {
+            header_read_timeout: secs(
+                self.header_read_timeout,
+                file.header_read_timeout,
+                default_limits.header_read_timeout,
+            ),
+            idle_timeout: secs(
+                self.idle_timeout,
+                file.idle_timeout,
+                default_limits.idle_timeout,
+            ),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(default_limits.max_connections),
+        };
+        if limits.header_read_timeout.is_zero()
+            || limits.idle_timeout.is_zero()
+            || limits.max_connections == 0
+        {
+            bail!("header_read_timeout, idle_timeout and max_connections must be positive");
+        }
         Ok(ServeSettings {
+            limits,
             listen: self
                 .listen
                 .or(file.listen)
@@ -318,6 +365,23 @@ mod tests {
             defaults.schedule.key_activation_lead,
             DEFAULT_ACTIVATION_LEAD
         );
+        assert_eq!(defaults.limits, ConnectionLimits::default());
+        std::fs::write(&path, "idle_timeout = 5\nmax_connections = 3\n").unwrap();
+        let limited = ServeArgs {
+            max_connections: Some(4),
+            ..ServeArgs::default()
+        }
+        .resolve(&with_file)
+        .unwrap();
+        assert_eq!(
+            (limited.limits.idle_timeout, limited.limits.max_connections),
+            (Duration::from_secs(5), 4)
+        );
+        let unlimited = ServeArgs {
+            max_connections: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(unlimited.resolve(&global).is_err());
         // A salt fraction outside (0, 1] is refused from the file as from a flag.
         std::fs::write(&path, "salt_rotation_fraction = 1.5\n").unwrap();
         let refused = ServeArgs::default().resolve(&with_file).unwrap_err();

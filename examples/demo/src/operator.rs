@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use uid2_operator::admin::ensure_initialized;
 use uid2_operator::deployment::{GivenSettings, settle};
+use uid2_operator::http::server::ConnectionLimits;
 use uid2_operator::{Operator, OperatorConfig, now_ms};
 
 use crate::setup::{self, DemoCredentials};
@@ -59,7 +60,12 @@ pub(crate) async fn load(
 /// Serves the operator on `listener` until the process ends, syncing with the store meanwhile.
 pub(crate) async fn serve(operator: Arc<Operator>, listener: TcpListener) -> Result<()> {
     let _sync = operator.spawn_sync();
-    axum::serve(listener, uid2_operator::http::router(operator))
-        .await
-        .context("serving the operator")
+    uid2_operator::http::server::serve(
+        listener,
+        uid2_operator::http::router(operator),
+        ConnectionLimits::default(),
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
 }

@@ -7,12 +7,19 @@
 //!
 //! A batch returns its finished HTTP response: answers can be tens of megabytes of JSON (all
 //! buckets since an old date), and serialising, sealing and encoding them is batch work too.
+//! The client's permit stays with the answer until it has been sent (see [`Sending`]): a
+//! client that asks and never reads holds at most two answers in memory, not one per request.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::response::Response;
-use tokio::sync::Semaphore;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiError;
 
@@ -57,15 +64,141 @@ impl BatchPool {
                 .clone()
         };
         let busy = || ApiError::unavailable("batch pool closed");
-        let _client = client_permits.acquire_owned().await.map_err(|_| busy())?;
-        let _core = self
+        let client_permit = client_permits.acquire_owned().await.map_err(|_| busy())?;
+        let core = self
             .global
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| busy())?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| ApiError::unavailable("batch work failed"))
+        // The core permit goes with the work: if this request is dropped (its client went away,
+        // or it timed out) the work still runs to its end, and still counts against the cores.
+        let response = tokio::task::spawn_blocking(move || {
+            let response = work();
+            drop(core);
+            response
+        })
+        .await
+        .map_err(|_| ApiError::unavailable("batch work failed"))?;
+        Ok(response.map(|body| Body::new(Sending::new(body, client_permit))))
+    }
+}
+
+/// Largest piece of an answer handed to the connection at a time. The connection takes the
+/// next piece only when its buffer has room, so the last piece, and with it the permit, is
+/// taken only once nearly all of the answer has gone out.
+const PIECE: usize = 64 * 1024;
+
+/// An answer being sent, in pieces, holding the permit of the client that asked for it.
+pub(crate) struct Sending {
+    body: Body,
+    /// The rest of a data frame larger than [`PIECE`].
+    rest: Bytes,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Sending {
+    fn new(body: Body, permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            body,
+            rest: Bytes::new(),
+            _permit: permit,
+        }
+    }
+
+    fn piece_of(&mut self, mut data: Bytes) -> Bytes {
+        if data.len() > PIECE {
+            self.rest = data.split_off(PIECE);
+        }
+        data
+    }
+}
+
+impl HttpBody for Sending {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if !self.rest.is_empty() {
+            let rest = std::mem::take(&mut self.rest);
+            let piece = self.piece_of(rest);
+            return Poll::Ready(Some(Ok(Frame::data(piece))));
+        }
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let piece = self.piece_of(data);
+                    Poll::Ready(Some(Ok(Frame::data(piece))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        hint.set_lower(hint.lower() + rest);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn answer(len: usize) -> Response {
+        Response::new(Body::from(vec![7u8; len]))
+    }
+
+    #[tokio::test]
+    async fn a_client_holds_its_permits_until_its_answers_are_sent() {
+        let pool = BatchPool::new();
+        let first = pool.run("a", || answer(300_000)).await.unwrap();
+        let second = pool.run("a", || answer(10)).await.unwrap();
+        // Both answers unsent: the client's third batch waits, another client's does not.
+        let mut third = Box::pin(pool.run("a", || answer(10)));
+        assert!(futures_poll_once(third.as_mut()).await.is_none());
+        assert!(pool.run("b", || answer(10)).await.is_ok());
+
+        // Sent in pieces, whole, with its length known; once it is, the third batch runs.
+        let mut body = first.into_body();
+        assert_eq!(body.size_hint().exact(), Some(300_000));
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            pieces.push(frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(
+            pieces.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [PIECE, PIECE, PIECE, PIECE, 300_000 - 4 * PIECE]
+        );
+        assert!(pieces.iter().all(|p| p.iter().all(|&b| b == 7)));
+        drop(body);
+        let third = third.await.unwrap();
+        let sent = third.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(sent.len(), 10);
+        drop(second);
+    }
+
+    /// Polls `f` once: `Some` if it is ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| match Pin::new(&mut f).poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
     }
 }

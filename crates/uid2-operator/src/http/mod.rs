@@ -12,6 +12,7 @@ mod input;
 mod keys;
 mod legacy;
 mod ops;
+pub mod server;
 mod token;
 mod v2;
 
@@ -332,10 +333,29 @@ pub fn router(operator: Arc<Operator>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             operator.clone(),
+            enforce_request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            operator.clone(),
             record_metrics,
         ))
         .layer(axum::middleware::from_fn(cors))
         .with_state(operator)
+}
+
+/// Answers a request that took longer than [`OperatorConfig::request_timeout`] with a 503 (inside
+/// the metrics and CORS layers, so that the answer is counted and a browser can read it).
+///
+/// [`OperatorConfig::request_timeout`]: crate::OperatorConfig::request_timeout
+async fn enforce_request_timeout(
+    State(operator): State<Arc<Operator>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(operator.config().request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable("request timed out").into_response(),
+    }
 }
 
 /// A 200 response with a body and content type.

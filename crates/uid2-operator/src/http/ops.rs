@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -50,7 +51,10 @@ fn health_text(health: &crate::StoreHealth, now: i64) -> String {
 }
 
 /// `GET /static/js/{file}`: the browser SDK.
-pub(super) async fn static_js(Path(file): Path<String>) -> Response {
+pub(super) async fn static_js(file: Result<Path<String>, PathRejection>) -> Response {
+    // A path that is not UTF-8 once decoded (`%ff`) names no file either: the same 404, not
+    // axum's plain-text rejection.
+    let file = file.map(|Path(file)| file).unwrap_or_default();
     let versioned = format!("uid2-sdk-{}.js", env!("CARGO_PKG_VERSION"));
     if SDK_NAMES.contains(&file.as_str()) || file == versioned {
         (

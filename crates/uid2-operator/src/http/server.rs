@@ -1,0 +1,228 @@
+//! Serving the router on a TCP listener with the limits a server open to the internet needs.
+//!
+//! Without them one client can hold the operator: connections that never finish their headers
+//! or their body, or never read their answer, stay open for good, and enough of them exhaust
+//! the file descriptors (then even `/ops/healthcheck` goes unanswered) or, with large answers,
+//! the memory. So: a deadline for the request head, a deadline for bytes to move in either
+//! direction on an open connection, and a cap on open connections, past which new ones wait in
+//! the kernel's accept queue. (The deadline of a whole request, which also answers a body that
+//! never arrives, is the router's: see [`OperatorConfig::request_timeout`].)
+//!
+//! [`OperatorConfig::request_timeout`]: crate::OperatorConfig::request_timeout
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+
+/// Limits on the connections a server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the first byte of a request to the end of its head (request line and headers).
+    pub header_read_timeout: Duration,
+    /// Longest a connection may wait for a byte to arrive or to leave, whether a request is
+    /// under way or the connection idles between requests.
+    pub idle_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 8192,
+        }
+    }
+}
+
+/// How long a stopping server waits for the requests under way.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets the
+/// requests under way finish (for up to 10 s).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        stream.set_nodelay(true).ok();
+        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let connection = builder
+            .serve_connection_with_upgrades(io, TowerToHyperService::new(app.clone()))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // An error here is the connection's (reset, timed out, malformed): nothing to do.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => tracing::warn!("stopped with requests still under way"),
+    }
+}
+
+/// An accept error: one connection's (it was reset before we took it) costs nothing; running
+/// out of file descriptors or memory is the process's, and retrying at once would spin.
+async fn accept_failed(e: &io::Error) {
+    let connection_only = matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    );
+    if !connection_only {
+        tracing::warn!(error = %e, "accepting a connection failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP stream whose reads and writes fail with [`io::ErrorKind::TimedOut`] once one has
+/// waited longer than the idle timeout without a byte moving; the connection then closes.
+struct IdleTimeout {
+    stream: TcpStream,
+    idle: Duration,
+    read: Deadline,
+    write: Deadline,
+}
+
+/// The deadline of a read or write that is waiting, if one is.
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    armed: bool,
+}
+
+impl Deadline {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+        }
+    }
+
+    /// After the stream answered `poll`: disarmed if it made progress; armed (at `idle` from
+    /// now, if not yet) and checked if it is waiting.
+    fn check<T>(
+        &mut self,
+        poll: Poll<io::Result<T>>,
+        idle: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.armed = false;
+            return poll;
+        }
+        if !self.armed {
+            self.armed = true;
+            self.sleep.as_mut().reset(Instant::now() + idle);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl IdleTimeout {
+    fn new(stream: TcpStream, idle: Duration) -> Self {
+        Self {
+            stream,
+            idle,
+            read: Deadline::new(),
+            write: Deadline::new(),
+        }
+    }
+}
+
+impl AsyncRead for IdleTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.read.check(poll, this.idle, cx)
+    }
+}
+
+impl AsyncWrite for IdleTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.write.check(poll, this.idle, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.write.check(poll, this.idle, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_flush(cx);
+        this.write.check(poll, this.idle, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.write.check(poll, this.idle, cx)
+    }
+}
