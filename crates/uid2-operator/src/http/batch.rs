@@ -4,6 +4,10 @@
 //! one of them that long and delay every token generate queued behind it (the official operator
 //! blocks its event loop this way). Here batches run on blocking threads, at most one per core
 //! at a time, and at most two at a time per client, so one busy mapper cannot take every core.
+//! A client may have 32 batches under way (waiting, running or being sent: more than the 20
+//! parallel identity-map calls the official documentation allows); one more is refused with a
+//! 429 at once, so that waiting requests, each holding its parsed input, cannot pile up without
+//! end.
 //!
 //! A batch returns its finished HTTP response: answers can be tens of megabytes of JSON (all
 //! buckets since an old date), and serialising, sealing and encoding them is batch work too.
@@ -25,12 +29,21 @@ use super::ApiError;
 
 /// Batches one client may run at once.
 const PER_CLIENT: usize = 2;
+/// Batches one client may have under way: waiting for a turn, running or being sent.
+const PER_CLIENT_UNDER_WAY: usize = 32;
 
 /// The pool.
 #[derive(Debug)]
 pub struct BatchPool {
     global: Arc<Semaphore>,
-    per_client: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_client: Mutex<HashMap<String, Arc<ClientSlots>>>,
+}
+
+/// One client's share of the pool.
+#[derive(Debug)]
+struct ClientSlots {
+    running: Arc<Semaphore>,
+    under_way: Arc<Semaphore>,
 }
 
 impl Default for BatchPool {
@@ -57,14 +70,29 @@ impl BatchPool {
         client: &str,
         work: impl FnOnce() -> Response + Send + 'static,
     ) -> Result<Response, ApiError> {
-        let client_permits = {
+        let slots = {
             let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(client.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_CLIENT)))
+                .or_insert_with(|| {
+                    Arc::new(ClientSlots {
+                        running: Arc::new(Semaphore::new(PER_CLIENT)),
+                        under_way: Arc::new(Semaphore::new(PER_CLIENT_UNDER_WAY)),
+                    })
+                })
                 .clone()
         };
+        let under_way = slots.under_way.clone().try_acquire_owned().map_err(|_| {
+            ApiError::too_many_requests(format!(
+                "{PER_CLIENT_UNDER_WAY} batch requests of this client are under way already"
+            ))
+        })?;
         let busy = || ApiError::unavailable("batch pool closed");
-        let client_permit = client_permits.acquire_owned().await.map_err(|_| busy())?;
+        let running = slots
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| busy())?;
         let core = self
             .global
             .clone()
@@ -80,7 +108,7 @@ impl BatchPool {
         })
         .await
         .map_err(|_| ApiError::unavailable("batch work failed"))?;
-        Ok(response.map(|body| Body::new(Sending::new(body, client_permit))))
+        Ok(response.map(|body| Body::new(Sending::new(body, [running, under_way]))))
     }
 }
 
@@ -89,20 +117,20 @@ impl BatchPool {
 /// taken only once nearly all of the answer has gone out.
 const PIECE: usize = 64 * 1024;
 
-/// An answer being sent, in pieces, holding the permit of the client that asked for it.
+/// An answer being sent, in pieces, holding the permits of the client that asked for it.
 pub(crate) struct Sending {
     body: Body,
     /// The rest of a data frame larger than [`PIECE`].
     rest: Bytes,
-    _permit: OwnedSemaphorePermit,
+    _permits: [OwnedSemaphorePermit; 2],
 }
 
 impl Sending {
-    fn new(body: Body, permit: OwnedSemaphorePermit) -> Self {
+    fn new(body: Body, permits: [OwnedSemaphorePermit; 2]) -> Self {
         Self {
             body,
             rest: Bytes::new(),
-            _permit: permit,
+            _permits: permits,
         }
     }
 
@@ -157,6 +185,7 @@ impl HttpBody for Sending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::response::IntoResponse;
     use http_body_util::BodyExt;
 
     fn answer(len: usize) -> Response {
@@ -190,6 +219,37 @@ mod tests {
         let sent = third.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(sent.len(), 10);
         drop(second);
+    }
+
+    #[tokio::test]
+    async fn a_client_with_every_batch_under_way_is_refused_one_more() {
+        let pool = BatchPool::new();
+        // Two answered and unsent, the rest waiting behind them.
+        let sent = [
+            pool.run("a", || answer(10)).await.unwrap(),
+            pool.run("a", || answer(10)).await.unwrap(),
+        ];
+        let mut waiting: Vec<_> = (0..PER_CLIENT_UNDER_WAY - 2)
+            .map(|_| Box::pin(pool.run("a", || answer(10))))
+            .collect();
+        for w in &mut waiting {
+            assert!(futures_poll_once(w.as_mut()).await.is_none());
+        }
+        // Refused at once, not queued.
+        let refused = futures_poll_once(Box::pin(pool.run("a", || answer(10))))
+            .await
+            .expect("answered without waiting")
+            .unwrap_err()
+            .into_response();
+        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "1");
+        assert!(pool.run("b", || answer(10)).await.is_ok());
+        // Once the two are sent, the rest run, and the client may ask again.
+        drop(sent);
+        for w in waiting {
+            assert!(w.await.is_ok());
+        }
+        assert!(pool.run("a", || answer(10)).await.is_ok());
     }
 
     /// Polls `f` once: `Some` if it is ready.

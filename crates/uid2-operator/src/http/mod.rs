@@ -80,6 +80,19 @@ impl ApiError {
         )
     }
 
+    /// 429 `client_error` with `Retry-After: 1`: the client has as many requests under way as it
+    /// may; one more is worth sending once one of them is answered.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self {
+            retry_after_s: Some(1),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ResponseStatus::ClientError,
+                message,
+            )
+        }
+    }
+
     /// 401 `{"status":"unauthorized"}`, exactly as the official operator answers.
     pub fn unauthorized() -> Self {
         Self {
