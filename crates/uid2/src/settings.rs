@@ -55,7 +55,7 @@ pub(crate) struct ServeArgs {
     /// Longest a client may take to send a request's head, seconds (default 10).
     #[arg(long, env = "UID2_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<u64>,
-    /// Longest a connection may go without a byte moving either way, seconds (default 60).
+    /// Longest a connection may go without a byte moving either way, seconds (default 75).
     #[arg(long, env = "UID2_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u64>,
     /// Connections open at once; more wait to be accepted (default 8192).

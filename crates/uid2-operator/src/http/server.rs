@@ -43,7 +43,10 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            // Longer than the 60 s a load balancer (AWS ALB, nginx) keeps an idle connection to
+            // its backends: were the operator to close first, a request the balancer sent at
+            // that moment would fail with a 502.
+            idle_timeout: Duration::from_secs(75),
             max_connections: 8192,
         }
     }
