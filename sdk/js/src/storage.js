@@ -7,7 +7,6 @@ class IdentityStore {
   // opts: { useCookie, cookieDomain, cookiePath }; env: { localStorage, document, now }.
   constructor(opts, env) {
     this._useCookie = opts.useCookie === true;
-    this._explicitlyNoCookie = opts.useCookie === false;
     this._cookieDomain = opts.cookieDomain;
     this._cookiePath = opts.cookiePath === undefined ? '/' : opts.cookiePath;
     this._env = env;
@@ -36,11 +35,12 @@ class IdentityStore {
       return this._readCookieRaw() === json;
     }
     this._writeLocal(json);
-    // Like the official SDK, only an explicit `useCookie: false` deletes the cookie: it may
-    // have been set by the publisher's server or be read by Prebid.js, and load() already
-    // prefers the newer of the two places.
-    if (this._explicitlyNoCookie) this._removeCookie();
-    return this._readLocalRaw() === json;
+    const saved = this._readLocalRaw() === json;
+    // As the official SDK 6: once localStorage holds the identity, a cookie left by an older
+    // build or by the server is deleted, so nothing reading `__uid_2` (Prebid.js) finds a
+    // stale token there. (Older builds deleted it only with an explicit `useCookie: false`.)
+    if (saved) this._removeCookie();
+    return saved;
   }
 
   clear() {

@@ -50,7 +50,7 @@ test('cookie mode: refresh rewrites the cookie, disconnect removes it with the s
   assert.deepEqual(t.document.find('__uid_2'), []);
 });
 
-test('localStorage mode finds an identity an older build left in the cookie', () => {
+test('localStorage mode moves an identity an older build left in the cookie, and deletes the cookie', () => {
   const t = setup();
   const identity = makeIdentity(t.clock.now());
   t.document.cookie = '__uid_2=' + encodeURIComponent(JSON.stringify(identity)) + ';path=/';
@@ -58,7 +58,17 @@ test('localStorage mode finds an identity an older build left in the cookie', ()
   assert.equal(t.statuses[0].status, IdentityStatus.ESTABLISHED);
   assert.equal(t.sdk.getAdvertisingToken(), identity.advertising_token);
   assert.deepEqual(storedIdentity(t.localStorage), identity);
-  assert.equal(t.document.find('__uid_2').length, 1, 'left for Prebid.js / the server, as the official SDK does');
+  assert.deepEqual(t.document.find('__uid_2'), [], 'nothing stale left for Prebid.js to read');
+});
+
+test('localStorage mode deletes a stale cookie when it stores a newer identity', () => {
+  const t = setup();
+  const stale = makeIdentity(t.clock.now(), { identityExpires: 100000 });
+  t.document.cookie = '__uid_2=' + encodeURIComponent(JSON.stringify(stale)) + ';path=/';
+  const current = makeIdentity(t.clock.now(), { identityExpires: 200000 });
+  t.sdk.init({ identity: current });
+  assert.deepEqual(storedIdentity(t.localStorage), current);
+  assert.deepEqual(t.document.find('__uid_2'), []);
 });
 
 test('useCookie: false moves a cookie identity into localStorage and deletes the cookie', () => {
