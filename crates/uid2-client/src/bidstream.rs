@@ -61,7 +61,9 @@ impl BidstreamClient {
     /// Refreshes the keys every `interval` in a Tokio task until the returned handle is dropped.
     /// The first refresh comes once the keys held are `interval` old (at once if there are
     /// none). An hour is a common interval; the keys of an answer stay valid for much
-    /// longer. Intervals under a second are taken as one second.
+    /// longer. Intervals under a second are taken as one second, over a day as a day. A failed
+    /// refresh keeps the keys held and is retried after 2 s, 4 s, 8 s… (never later than the
+    /// interval).
     ///
     /// # Panics
     /// Outside a Tokio runtime.

@@ -54,7 +54,9 @@ impl SharingClient {
 
     /// Refreshes the keys every `interval` in a Tokio task until the returned handle is dropped.
     /// The first refresh comes once the keys held are `interval` old (at once if there are
-    /// none). Intervals under a second are taken as one second.
+    /// none). Intervals under a second are taken as one second, over a day as a day. A failed
+    /// refresh keeps the keys held and is retried after 2 s, 4 s, 8 s… (never later than the
+    /// interval).
     ///
     /// # Panics
     /// Outside a Tokio runtime.

@@ -126,9 +126,16 @@ impl Transport {
     }
 
     /// Sends `payload` (JSON, or nothing for the key endpoints) in a v2 envelope and returns the
-    /// decrypted answer. `binary` sends and expects raw bytes (`application/octet-stream`), as
-    /// the v3 identity map client does; otherwise base64 text.
-    pub(crate) async fn call(&self, path: &str, payload: &[u8], binary: bool) -> Result<Vec<u8>> {
+    /// decrypted answer, refusing one longer than `max_answer_bytes` (see [`MAX_ANSWER_BYTES`]
+    /// and the limits after it). `binary` sends and expects raw bytes
+    /// (`application/octet-stream`), as the v3 identity map client does; otherwise base64 text.
+    pub(crate) async fn call(
+        &self,
+        path: &str,
+        payload: &[u8],
+        binary: bool,
+        max_answer_bytes: usize,
+    ) -> Result<Vec<u8>> {
         let nonce: [u8; 8] = rand::random();
         let sealed = seal_request(
             &self.secret,
@@ -144,7 +151,7 @@ impl Transport {
                 .header(CONTENT_TYPE, "text/plain")
                 .body(base64_encode(&sealed))
         };
-        let (body, binary_answer) = send(request).await?;
+        let (body, binary_answer) = send(request, max_answer_bytes).await?;
         let raw = if binary_answer {
             body
         } else {
@@ -161,41 +168,47 @@ impl Transport {
             .post(path)
             .header(CONTENT_TYPE, "text/plain")
             .body(text.to_owned());
-        Ok(send(request).await?.0)
+        Ok(send(request, MAX_ANSWER_BYTES).await?.0)
     }
 }
 
 /// Sends a request; returns the body of an HTTP 200 and whether it was binary, or the error the
 /// body describes.
-async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, bool)> {
+async fn send(request: reqwest::RequestBuilder, max_bytes: usize) -> Result<(Vec<u8>, bool)> {
     let response = request.send().await?;
     let http_status = response.status().as_u16();
     let binary = response
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(BINARY.as_bytes()));
-    let body = read_capped(response).await?;
+    let body = read_capped(response, max_bytes).await?;
     if http_status != 200 {
         return Err(api_error(http_status, &body));
     }
     Ok((body, binary))
 }
 
-/// The largest answer read: a misconfigured or hostile endpoint must not exhaust memory. The
-/// largest honest answer, an identity map of a 1 MiB request, is a few MiB.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// The largest answer read from most endpoints: a misconfigured or hostile endpoint must not
+/// exhaust memory. The largest honest answer, an identity map of a 1 MiB request, is a few MiB.
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// The largest key answer read. Thousands of keys take a few MiB; every key of an answer is set
+/// up for decryption at once, so a huge answer would cost many times its size in memory.
+pub(crate) const MAX_KEYS_ANSWER_BYTES: usize = 16 << 20;
+/// The largest salt-bucket answer read: every bucket since an old date is about 95 MB for the
+/// 1,048,576 buckets of production.
+pub(crate) const MAX_BUCKETS_ANSWER_BYTES: usize = 256 << 20;
 /// How much of a non-JSON error body an [`Error::Api`] keeps.
 const MAX_ERROR_MESSAGE_CHARS: usize = 512;
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
-    let too_large = || Error::ResponseTooLarge(MAX_RESPONSE_BYTES);
+async fn read_capped(mut response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>> {
+    let too_large = || Error::ResponseTooLarge(max_bytes);
     let expected = response.content_length().unwrap_or(0);
-    if expected > MAX_RESPONSE_BYTES as u64 {
+    if expected > max_bytes as u64 {
         return Err(too_large());
     }
     let mut body = Vec::with_capacity(expected as usize);
     while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if body.len() + chunk.len() > max_bytes {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
