@@ -12,7 +12,7 @@ use uid2_proto::wire::datetime::format_local_date_time;
 use uid2_proto::wire::{self, BucketEntry, BucketsRequest, IdentityMapV3Entry};
 
 use crate::error::{Error, Result};
-use crate::transport::{Answer, MAX_ANSWER_BYTES, MAX_BUCKETS_ANSWER_BYTES, Transport};
+use crate::transport::{Answer, MAX_BUCKETS_ANSWER_BYTES, Transport};
 
 // The errors never quote the input: an email address or phone number in an error message
 // would end up in the caller's logs.
@@ -379,12 +379,7 @@ impl IdentityMapClient {
     ) -> Result<IdentityMapResponse> {
         let json = self
             .transport
-            .call(
-                "/v2/identity/map",
-                input.to_json().as_bytes(),
-                false,
-                MAX_ANSWER_BYTES,
-            )
+            .call("/v2/identity/map", input.to_json().as_bytes(), false)
             .await?;
         input.read_answer(&json)
     }
@@ -397,12 +392,7 @@ impl IdentityMapClient {
     ) -> Result<IdentityMapV3Response> {
         let json = self
             .transport
-            .call(
-                "/v3/identity/map",
-                input.to_json().as_bytes(),
-                true,
-                MAX_ANSWER_BYTES,
-            )
+            .call("/v3/identity/map", input.to_json().as_bytes(), true)
             .await?;
         input.read_answer(&json)
     }
@@ -416,7 +406,7 @@ impl IdentityMapClient {
         let payload = serde_json::to_string(&payload).map_err(Error::malformed)?;
         let json = self
             .transport
-            .call(
+            .call_limited(
                 "/v2/identity/buckets",
                 payload.as_bytes(),
                 false,

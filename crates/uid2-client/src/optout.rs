@@ -13,7 +13,7 @@ use uid2_proto::wire::{LogoutResponse, OptoutStatusRequest, OptoutStatusResponse
 
 use crate::error::{Error, Result};
 use crate::publisher::TokenGenerateInput;
-use crate::transport::{Answer, MAX_ANSWER_BYTES, Transport};
+use crate::transport::{Answer, Transport};
 
 /// The most raw UIDs one `/v2/optout/status` call may ask about.
 pub const MAX_OPTOUT_STATUS_IDS: usize = 5_000;
@@ -52,7 +52,7 @@ impl OptOutClient {
         let json = identity.to_json()?;
         let answer = self
             .transport
-            .call("/v2/token/logout", json.as_bytes(), false, MAX_ANSWER_BYTES)
+            .call("/v2/token/logout", json.as_bytes(), false)
             .await?;
         let body: LogoutResponse = Answer::parse(&answer)?.into_success_body()?;
         if body.optout != "OK" {
@@ -88,12 +88,7 @@ impl OptOutClient {
         let json = serde_json::to_string(&request).map_err(Error::malformed)?;
         let answer = self
             .transport
-            .call(
-                "/v2/optout/status",
-                json.as_bytes(),
-                false,
-                MAX_ANSWER_BYTES,
-            )
+            .call("/v2/optout/status", json.as_bytes(), false)
             .await?;
         let body: OptoutStatusResponse = Answer::parse(&answer)?.into_success_body()?;
         Ok(body

@@ -11,7 +11,7 @@ use uid2_proto::envelope::open_bare_response;
 use uid2_proto::identity::HashedIdentity;
 
 use crate::error::{Error, Result};
-use crate::transport::{Answer, MAX_ANSWER_BYTES, Transport};
+use crate::transport::{Answer, Transport};
 
 /// The tokens of one identity, as `/v2/token/generate` and `/v2/token/refresh` return them
 /// (the protocol's own type). Keep it in the user's session (e.g. as
@@ -172,12 +172,7 @@ impl PublisherClient {
         let json = input.to_json()?;
         let answer = self
             .transport
-            .call(
-                "/v2/token/generate",
-                json.as_bytes(),
-                false,
-                MAX_ANSWER_BYTES,
-            )
+            .call("/v2/token/generate", json.as_bytes(), false)
             .await?;
         let answer = Answer::parse(&answer)?;
         if answer.is("optout") {

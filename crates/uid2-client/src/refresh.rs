@@ -83,7 +83,7 @@ impl KeySource {
     pub(crate) async fn refresh(&self) -> Result<()> {
         let json = self
             .transport
-            .call(self.path, &[], false, MAX_KEYS_ANSWER_BYTES)
+            .call_limited(self.path, &[], false, MAX_KEYS_ANSWER_BYTES)
             .await?;
         self.refresh_json(&json)
     }

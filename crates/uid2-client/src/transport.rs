@@ -126,10 +126,16 @@ impl Transport {
     }
 
     /// Sends `payload` (JSON, or nothing for the key endpoints) in a v2 envelope and returns the
-    /// decrypted answer, refusing one longer than `max_answer_bytes` (see [`MAX_ANSWER_BYTES`]
-    /// and the limits after it). `binary` sends and expects raw bytes
+    /// decrypted answer, of at most [`MAX_ANSWER_BYTES`]. `binary` sends and expects raw bytes
     /// (`application/octet-stream`), as the v3 identity map client does; otherwise base64 text.
-    pub(crate) async fn call(
+    pub(crate) async fn call(&self, path: &str, payload: &[u8], binary: bool) -> Result<Vec<u8>> {
+        self.call_limited(path, payload, binary, MAX_ANSWER_BYTES)
+            .await
+    }
+
+    /// [`call`](Self::call) for an endpoint whose answers have a limit of their own
+    /// ([`MAX_KEYS_ANSWER_BYTES`], [`MAX_BUCKETS_ANSWER_BYTES`]).
+    pub(crate) async fn call_limited(
         &self,
         path: &str,
         payload: &[u8],
