@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use super::sorted_run::{Entry, KEY_LEN, Probe};
+use super::sorted_run::{Entry, KEY_LEN, Probe, merge_ascending};
 
 /// Slots in a bucket.
 const SLOTS: usize = 5;
@@ -82,18 +82,11 @@ impl Shard {
     /// `self` with the sorted, de-duplicated `more` (keys starting with this shard's byte)
     /// merged in; a key in both keeps its earliest time.
     pub(super) fn merged_with_sorted(&self, more: &[Entry]) -> Self {
-        let mut out: Vec<(u64, u32)> = Vec::with_capacity(self.len + more.len());
-        let mut mine = self.iter().peekable();
-        let mut theirs = more.iter().map(|e| (stored_key(&e.key), e.secs)).peekable();
-        loop {
-            let next = match (mine.peek(), theirs.peek()) {
-                (Some(a), Some(b)) if a <= b => mine.next(),
-                (_, Some(_)) => theirs.next(),
-                (Some(_), None) => mine.next(),
-                (None, None) => break,
-            };
-            out.extend(next);
-        }
+        let mut out = merge_ascending(
+            self.iter(),
+            more.iter().map(|e| (stored_key(&e.key), e.secs)),
+            self.len + more.len(),
+        );
         keep_earliest(&mut out);
         Self::from_sorted(&out)
     }

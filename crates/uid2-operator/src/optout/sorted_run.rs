@@ -111,20 +111,13 @@ impl SortedRun {
     /// Merges `self` with the sorted, de-duplicated `more` into a new run (linear), keeping the
     /// earliest time of a key in both.
     pub fn merged_with_sorted(&self, more: &[Entry]) -> Self {
-        let mut out: Vec<Entry> = Vec::with_capacity(self.entries.len() + more.len());
-        let (mut a, mut b) = (self.entries.iter().peekable(), more.iter().peekable());
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x <= y => *a.next().expect("peeked"),
-                (_, Some(_)) => *b.next().expect("peeked"),
-                (Some(_), None) => *a.next().expect("peeked"),
-                (None, None) => break,
-            };
-            // Equal keys come out earliest first.
-            if out.last().is_none_or(|last| last.key != next.key) {
-                out.push(next);
-            }
-        }
+        let mut out = merge_ascending(
+            self.entries.iter().copied(),
+            more.iter().copied(),
+            self.entries.len() + more.len(),
+        );
+        // Equal keys come out earliest first.
+        out.dedup_by(|later, first| later.key == first.key);
         Self::from_sorted(out)
     }
 
@@ -195,6 +188,27 @@ impl SortedRun {
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
+}
+
+/// The items of two ascending sequences as one ascending vector (of equal items, `a`'s first):
+/// the linear step of every merge of runs and shards.
+pub(super) fn merge_ascending<T: Ord>(
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+    capacity: usize,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(capacity);
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x <= y => a.next(),
+            (_, Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, None) => break,
+        };
+        out.extend(next);
+    }
+    out
 }
 
 #[cfg(test)]
