@@ -101,6 +101,30 @@ mod tests {
     use super::super::tests::operator;
     use super::*;
 
+    /// A sync pass up to `upto`, started and held in its merge: returns it, and the sender
+    /// that lets the merge go on.
+    async fn held_pass(
+        op: &Arc<Operator>,
+        upto: i64,
+    ) -> (
+        tokio::task::JoinHandle<Result<bool, SyncError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (merging_tx, merging_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let op = op.clone();
+        let pass = tokio::spawn(async move {
+            sync_optouts_merging(&op, upto, move |index, batch| {
+                merging_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                index.with_batch(&batch)
+            })
+            .await
+        });
+        merging_rx.await.unwrap();
+        (pass, release_tx)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_logout_does_not_wait_for_a_sync_merge_and_survives_it() {
         let (_dir, op) = operator().await;
@@ -109,21 +133,8 @@ mod tests {
         let theirs = [1u8; 32];
         store.append_optout(theirs, None, 1_000).await.unwrap();
 
-        let (merging_tx, merging_rx) = tokio::sync::oneshot::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let upto = store.generations().await.unwrap().optout_seq;
-        let sync = {
-            let op = op.clone();
-            tokio::spawn(async move {
-                sync_optouts_merging(&op, upto, move |index, batch| {
-                    merging_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    index.with_batch(&batch)
-                })
-                .await
-            })
-        };
-        merging_rx.await.unwrap();
+        let (sync, release_tx) = held_pass(&op, upto).await;
 
         // While the merge is held, a logout on this operator publishes at once.
         let ours = store.append_optout([2u8; 32], None, 2_000).await.unwrap();
@@ -160,20 +171,7 @@ mod tests {
 
         // The first pass holds its merge; meanwhile more opt-outs arrive and a second pass
         // (the loop, or a caller of sync_once) runs.
-        let (merging_tx, merging_rx) = tokio::sync::oneshot::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let first = {
-            let op = op.clone();
-            tokio::spawn(async move {
-                sync_optouts_merging(&op, first_upto, move |index, batch| {
-                    merging_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    index.with_batch(&batch)
-                })
-                .await
-            })
-        };
-        merging_rx.await.unwrap();
+        let (first, release_tx) = held_pass(&op, first_upto).await;
         store.append_optout([4u8; 32], None, 4_000).await.unwrap();
         let second = {
             let op = op.clone();
