@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use uid2_client::{BidstreamClient, OptOutClient, PublisherClient};
 use uid2_operator::OperatorConfig;
+use uid2_operator::http::server::ConnectionLimits;
 
 use crate::publisher::{Publisher, PublisherSettings};
 use crate::ssp::Ssp;
@@ -183,8 +184,9 @@ async fn main() -> Result<()> {
     )
     .router();
 
-    let publisher = tokio::spawn(async move { axum::serve(publisher_listener, publisher).await });
-    let ssp = tokio::spawn(async move { axum::serve(ssp_listener, ssp).await });
+    // The publisher and the SSP face browsers too: the operator's connection limits apply.
+    let publisher = tokio::spawn(serve(publisher_listener, publisher));
+    let ssp = tokio::spawn(serve(ssp_listener, ssp));
 
     println!(
         "UID2 demo running (token refresh after {}s, token lifetime {}s, refresh token lifetime {}s):\n  \
@@ -207,10 +209,21 @@ async fn main() -> Result<()> {
 
     tokio::select! {
         r = operator => r.context("operator task")??,
-        r = publisher => r.context("publisher task")?.context("serving the publisher")?,
-        r = ssp => r.context("SSP task")?.context("serving the SSP")?,
+        r = publisher => r.context("publisher task")?,
+        r = ssp => r.context("SSP task")?,
         // SIGTERM keeps its default action (exit); Ctrl-C stops the demo politely.
         _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
     }
     Ok(())
+}
+
+/// Serves one of the demo's own sites (publisher, SSP) until the process ends.
+async fn serve(listener: TcpListener, app: axum::Router) {
+    uid2_operator::http::server::serve(
+        listener,
+        app,
+        ConnectionLimits::default(),
+        std::future::pending(),
+    )
+    .await;
 }
