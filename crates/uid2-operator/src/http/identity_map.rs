@@ -12,11 +12,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use serde_json::Value;
 use uid2_proto::identity::{HashedIdentity, IdentityField};
 use uid2_proto::salt::RawUid;
 use uid2_proto::wire::datetime::{format_local_date_time, parse_local_date_time};
 use uid2_proto::wire::{
-    BucketEntry, BucketsRequest, IdentityMapV2Response, IdentityMapV3Entry, IdentityMapV3Request,
+    BucketEntry, IdentityMapV2Response, IdentityMapV3Entry, IdentityMapV3Request,
     IdentityMapV3Response, MappedIdentityV2, OptedOut, OptoutStatusRequest, OptoutStatusResponse,
     UnmappedIdentityV2,
 };
@@ -125,18 +126,16 @@ pub(super) async fn map_v3(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let mut req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
-    let input: IdentityMapV3Request = req
-        .take(|_| "Incorrect request format".to_owned())?
-        .unwrap_or_default();
-    if input.email.is_none()
-        && input.email_hash.is_none()
-        && input.phone.is_none()
-        && input.phone_hash.is_none()
-    {
+    // Only an empty payload is refused here, as the official operator checks its JSON object
+    // before binding it: `{"email": null}` binds to four empty lists and maps nothing.
+    if req.fields().is_empty() {
         return Err(ApiError::client_error(
             "Required Parameter Missing: one or more of [email, email_hash, phone, phone_hash] must be specified",
         ));
     }
+    let input: IdentityMapV3Request = req
+        .take(|_| "Incorrect request format".to_owned())?
+        .unwrap_or_default();
     let snap = req.snap.clone();
     let replier = req.replier();
     op.batch
@@ -161,15 +160,17 @@ pub(super) async fn buckets(
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let mut req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
-    let input: BucketsRequest = req
-        .take(|e| format!("Invalid payload in body: {e}"))?
-        .unwrap_or_default();
-    let since = input
-        .since_timestamp
-        .ok_or_else(|| ApiError::client_error("missing parameter since_timestamp"))?;
-    let since_ms = parse_local_date_time(&since)
-        .ok_or_else(|| ApiError::client_error("invalid date, must conform to ISO 8601"))?;
+    let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
+    // Read as upstream reads it (`getString`): any value that is not a date-time string, a
+    // number included, is an invalid date rather than a malformed request.
+    let since_ms = match req.fields().get("since_timestamp") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::client_error("missing parameter since_timestamp"));
+        }
+        Some(Value::String(since)) => parse_local_date_time(since),
+        Some(_) => None,
+    }
+    .ok_or_else(|| ApiError::client_error("invalid date, must conform to ISO 8601"))?;
     let snap = req.snap.clone();
     let replier = req.replier();
     op.batch
@@ -218,7 +219,9 @@ pub(super) async fn optout_status(
                 opted_out: ids
                     .into_iter()
                     .filter_map(|id| {
-                        let raw = RawUid::parse_base64(&id)?;
+                        // Upstream looks the text up as sent: only the canonical base64 of a
+                        // raw UID (padded, standard alphabet) can match.
+                        let raw = RawUid::parse_base64(&id).filter(|r| r.to_base64() == id)?;
                         let since = snap.optouts.raw_uid_opted_out_at_ms(raw.as_bytes())?;
                         Some(OptedOut {
                             advertising_id: id,

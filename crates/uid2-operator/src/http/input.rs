@@ -46,14 +46,15 @@ pub(crate) fn identity_error(e: IdentityInputError) -> ApiError {
 }
 
 /// The one non-empty identity list of a v2 map request (`email`, `email_hash`, …). Keys present
-/// with only empty lists map nothing (an empty email list); no key at all is a client error.
+/// with only empty lists map nothing (an empty email list); no key at all is a client error. A
+/// `null` list counts as absent, as the official operator's `getJsonArray` reads it.
 pub(crate) fn v2_map_input(
     fields: &Map<String, Value>,
 ) -> Result<(IdentityField, Vec<String>), ApiError> {
     let mut present = 0;
     let mut chosen: Option<(IdentityField, Vec<String>)> = None;
     for field in IdentityField::ALL {
-        let Some(value) = fields.get(field.name()) else {
+        let Some(value) = fields.get(field.name()).filter(|v| !v.is_null()) else {
             continue;
         };
         present += 1;

@@ -209,11 +209,27 @@ fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Request headers a page may send cross-origin, as the official operator allows them.
+const CORS_ALLOWED_HEADERS: &str = "X-UID2-Client-Version, Content-Type, \
+     Access-Control-Request-Method, Access-Control-Allow-Credentials, \
+     Access-Control-Allow-Origin, Access-Control-Allow-Headers";
+
+/// The same, plus `Authorization`: only validate lets a page send an API key, so a browser can
+/// never be made to call generate, map or the key endpoints with one.
+const CORS_ALLOWED_HEADERS_WITH_AUTH: &str = "X-UID2-Client-Version, Content-Type, \
+     Access-Control-Request-Method, Access-Control-Allow-Credentials, \
+     Access-Control-Allow-Origin, Access-Control-Allow-Headers, Authorization";
+
 /// CORS on every response: any origin is echoed (as upstream); preflights are answered here.
 async fn cors(req: Request, next: Next) -> Response {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let allow_origin = origin.unwrap_or_else(|| HeaderValue::from_static("*"));
     let mut response = if req.method() == Method::OPTIONS {
+        let allowed_headers = if req.uri().path() == "/v2/token/validate" {
+            CORS_ALLOWED_HEADERS_WITH_AUTH
+        } else {
+            CORS_ALLOWED_HEADERS
+        };
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
         h.insert(
@@ -222,7 +238,7 @@ async fn cors(req: Request, next: Next) -> Response {
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type, X-UID2-Client-Version, Authorization"),
+            HeaderValue::from_static(allowed_headers),
         );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,

@@ -103,9 +103,8 @@ pub(super) async fn refresh(
         .map_err(|_| ApiError::client_error("Invalid body: the refresh token is not text"))?
         .trim();
     if text.is_empty() {
-        return Err(ApiError::client_error(
-            "Required Parameter Missing: refresh_token",
-        ));
+        // As upstream: an empty body is an invalid refresh token, not a missing parameter.
+        return Err(refresh_failure(&RefreshOutcome::Invalid, authenticated));
     }
     let now = now_ms();
     let mut rng = rand::rng();
@@ -119,20 +118,8 @@ pub(super) async fn refresh(
         };
     }
 
-    let envelope = RefreshEnvelope::open(text, &RefreshKeys::of(&snap)).map_err(|e| {
-        ApiError::client_error(match e {
-            RefreshEnvelopeError::NotBase64 => "Invalid body: Body is not valid base64.".to_owned(),
-            RefreshEnvelopeError::UnknownKey(id) => {
-                format!("Invalid key: Generator of this token (Key ID: {id}) does not exist.")
-            }
-            RefreshEnvelopeError::DecryptionFailed => {
-                "Invalid data: Check encryption method and encryption key.".to_owned()
-            }
-            RefreshEnvelopeError::BadPayload => {
-                "Invalid format: Payload is not valid json or missing required data.".to_owned()
-            }
-        })
-    })?;
+    let envelope =
+        RefreshEnvelope::open(text, &RefreshKeys::of(&snap)).map_err(refresh_envelope_error)?;
     let outcome = identity_service::refresh(
         &snap,
         now,
@@ -146,6 +133,22 @@ pub(super) async fn refresh(
         ok("application/octet-stream", sealed)
     } else {
         ok("text/plain", base64_encode(&sealed))
+    })
+}
+
+/// The answer to a 388-character refresh-token wrapper that does not open (whoever calls).
+pub(crate) fn refresh_envelope_error(e: RefreshEnvelopeError) -> ApiError {
+    ApiError::client_error(match e {
+        RefreshEnvelopeError::NotBase64 => "Invalid body: Body is not valid base64.".to_owned(),
+        RefreshEnvelopeError::UnknownKey(id) => {
+            format!("Invalid key: Generator of this token (Key ID: {id}) does not exist.")
+        }
+        RefreshEnvelopeError::DecryptionFailed => {
+            "Invalid data: Check encryption method and encryption key.".to_owned()
+        }
+        RefreshEnvelopeError::BadPayload => {
+            "Invalid format: Payload is not valid json or missing required data.".to_owned()
+        }
     })
 }
 

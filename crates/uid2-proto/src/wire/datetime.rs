@@ -32,9 +32,11 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.f{1,9}]` (seconds optional, as Java allows) to Unix ms.
+/// Parses `YYYY-MM-DDTHH:MM:SS[.f{0,9}]` to Unix ms, as Java's `ISO_LOCAL_DATE_TIME` parses it:
+/// the `T` in either case, seconds optional, a fraction (after seconds only) of up to nine
+/// digits, possibly none after the dot.
 pub fn parse_local_date_time(text: &str) -> Option<i64> {
-    let (date, time) = text.split_once('T')?;
+    let (date, time) = text.split_once(['T', 't'])?;
     let mut d = date.split('-');
     let (y, mo, da) = (d.next()?, d.next()?, d.next()?);
     if d.next().is_some() || y.len() != 4 || mo.len() != 2 || da.len() != 2 {
@@ -50,13 +52,9 @@ pub fn parse_local_date_time(text: &str) -> Option<i64> {
         return None;
     }
     let (hms, fraction) = match time.split_once('.') {
-        Some((hms, f))
-            if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            (hms, f)
-        }
+        Some((hms, f)) if f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => (hms, Some(f)),
         Some(_) => return None,
-        None => (time, ""),
+        None => (time, None),
     };
     let mut t = hms.split(':');
     let (h, mi) = (t.next()?, t.next()?);
@@ -65,10 +63,11 @@ pub fn parse_local_date_time(text: &str) -> Option<i64> {
         || h.len() != 2
         || mi.len() != 2
         || s.len() != 2
-        || (hms.len() == 5 && !fraction.is_empty())
+        || (hms.len() == 5 && fraction.is_some())
     {
         return None;
     }
+    let fraction = fraction.unwrap_or_default();
     let (h, mi, s) = (num(h)?, num(mi)?, num(s)?);
     if h > 23 || mi > 59 || s > 59 {
         return None;
@@ -114,6 +113,16 @@ mod tests {
             format_local_date_time(1_654_088_400_123),
             "2022-06-01T13:00:00.123"
         );
+        // As Java (checked with `LocalDateTime.parse(s, ISO_LOCAL_DATE_TIME)`): a lower-case
+        // `t`, and a dot with no digits after the seconds.
+        assert_eq!(
+            parse_local_date_time("2022-06-01t13:00:00"),
+            Some(1_654_088_400_000)
+        );
+        assert_eq!(
+            parse_local_date_time("2022-06-01T13:00:00."),
+            Some(1_654_088_400_000)
+        );
         assert_eq!(format_local_date_time(0), "1970-01-01T00:00:00.000");
         for ms in [0, 951_782_400_000, 1_795_564_800_999, 4_102_444_800_000] {
             assert_eq!(parse_local_date_time(&format_local_date_time(ms)), Some(ms));
@@ -130,7 +139,8 @@ mod tests {
             "2022-13-01T00:00:00",
             "2022-06-01T24:00:00",
             "2022-6-01T00:00:00",
-            "2022-06-01T13:00:00.",
+            "2022-06-01T13:00.",
+            "2022-06-01T13:00.5",
             "2022-06-01T13:00:00.1234567890",
             "1654088400",
             "",
