@@ -104,8 +104,9 @@ class ApiClient {
   }
 
   // Resolves { kind: 'success', identity } | { kind: 'optout' }; rejects with an Error
-  // carrying the operator's message otherwise.
-  async clientGenerate(payload, opts) {
+  // carrying the operator's message otherwise. `cancelled()` is asked once the box is sealed:
+  // a generation cancelled meanwhile sends nothing.
+  async clientGenerate(payload, opts, cancelled) {
     const crypto = this._env.crypto;
     const box = await createCstgBox(
       crypto,
@@ -124,6 +125,7 @@ class ApiClient {
       timestamp,
       subscription_id: opts.subscriptionId,
     });
+    if (cancelled && cancelled()) throw new Error('UID2 SDK aborted.');
     const response = await this._post('/v2/token/client-generate', body);
     if (response.status === 200) {
       const json = await openSealedJson(crypto, box.sharedKey, response.text);

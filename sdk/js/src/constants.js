@@ -1,7 +1,7 @@
 // Names and numbers that pages, Prebid.js and the operator already depend on.
 // Bump VERSION when the served script changes: it reaches the operator as
 // `?client=uid2-rs-sdk-<VERSION>` and is the only way to tell builds apart in its logs.
-const VERSION = '0.1.1';
+const VERSION = '0.1.2';
 const CLIENT_VERSION = 'uid2-rs-sdk-' + VERSION;
 
 const IdentityStatus = Object.freeze({
@@ -24,6 +24,8 @@ const EventType = Object.freeze({
 const DEFAULT_BASE_URL = 'https://prod.uidapi.com';
 const DEFAULT_REFRESH_RETRY_PERIOD_MS = 5000;
 const MIN_REFRESH_RETRY_PERIOD_MS = 1000;
+// setTimeout delays are signed 32-bit milliseconds; a longer one fires at once.
+const MAX_TIMER_DELAY_MS = 2147483647;
 // fetch has no timeout of its own; without one a request that never answers would
 // leave the refresh loop waiting forever.
 const REQUEST_TIMEOUT_MS = 30000;

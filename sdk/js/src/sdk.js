@@ -45,10 +45,20 @@ function validateInitOptions(opts) {
     if (!(opts.refreshRetryPeriod >= MIN_REFRESH_RETRY_PERIOD_MS)) {
       throw new RangeError('opts.refreshRetryPeriod must be >= ' + MIN_REFRESH_RETRY_PERIOD_MS);
     }
+    // Browsers run a longer timeout at once (the delay overflows 32 bits): a busy loop.
+    if (!(opts.refreshRetryPeriod <= MAX_TIMER_DELAY_MS)) {
+      throw new RangeError('opts.refreshRetryPeriod must be <= ' + MAX_TIMER_DELAY_MS);
+    }
   }
   for (const name of ['baseUrl', 'cookieDomain', 'cookiePath']) {
     if (opts[name] !== undefined && typeof opts[name] !== 'string') {
       throw new TypeError('opts.' + name + ', if provided, must be a string');
+    }
+  }
+  // Written into the cookie's attributes: a `;` would add attributes of its own.
+  for (const name of ['cookieDomain', 'cookiePath']) {
+    if (opts[name] !== undefined && /[;\s]/.test(opts[name])) {
+      throw new TypeError('opts.' + name + ' must not contain ";" or white space');
     }
   }
   if (opts.useCookie !== undefined && typeof opts.useCookie !== 'boolean') {
@@ -118,7 +128,7 @@ class UID2 {
     this._opts = validateInitOptions(opts);
     this._store = new IdentityStore(this._opts, this._env);
     this._api = new ApiClient(this._opts.baseUrl || this._env.defaultBaseUrl, this._env);
-    const candidate = this._opts.identity ? this._opts.identity : this._store.load();
+    const candidate = this._opts.identity ? this._opts.identity : this._store.loadForInit();
     this._adopt(candidate, false);
     this._initComplete = true;
     this._answerAsyncNow = true;
@@ -195,31 +205,37 @@ class UID2 {
     this._pending.rejectAll(error);
   }
 
+  // Each takes its ticket before its first await: a disconnect() while the input is still being
+  // hashed cancels the generation as surely as one during the request.
   async setIdentityFromEmail(email, opts) {
     this._requireInitForCstg(opts);
+    const ticket = this._ticket;
     const normalized = normalizeEmail(email);
     if (normalized === null) throw new Error('Invalid email address');
     const hash = await sha256Base64(this._env.crypto, normalized);
-    await this._clientGenerate({ email_hash: hash }, opts);
+    await this._clientGenerate({ email_hash: hash }, opts, ticket);
   }
 
   async setIdentityFromEmailHash(emailHash, opts) {
     this._requireInitForCstg(opts);
+    const ticket = this._ticket;
     if (!isBase64Hash(emailHash)) throw new Error('Invalid hash');
-    await this._clientGenerate({ email_hash: emailHash }, opts);
+    await this._clientGenerate({ email_hash: emailHash }, opts, ticket);
   }
 
   async setIdentityFromPhone(phone, opts) {
     this._requireInitForCstg(opts);
+    const ticket = this._ticket;
     if (!isNormalizedPhone(phone)) throw new Error('Invalid phone number');
     const hash = await sha256Base64(this._env.crypto, phone);
-    await this._clientGenerate({ phone_hash: hash }, opts);
+    await this._clientGenerate({ phone_hash: hash }, opts, ticket);
   }
 
   async setIdentityFromPhoneHash(phoneHash, opts) {
     this._requireInitForCstg(opts);
+    const ticket = this._ticket;
     if (!isBase64Hash(phoneHash)) throw new Error('Invalid hash');
-    await this._clientGenerate({ phone_hash: phoneHash }, opts);
+    await this._clientGenerate({ phone_hash: phoneHash }, opts, ticket);
   }
 
   // ---- internals ----
@@ -262,6 +278,7 @@ class UID2 {
   // Takes an identity from init() or setIdentity(), classifies it, persists it, reports the
   // status and starts the refresh cycle.
   _adopt(candidate, replacing) {
+    const ticket = this._ticket;
     const now = this._now();
     const hadUsable = !!this._identity && !isOptoutMarker(this._identity);
     this._clearTimer();
@@ -299,6 +316,9 @@ class UID2 {
     } else {
       this._report(IdentityStatus.ESTABLISHED, 'Identity established');
     }
+    // The callback may have called abort(), disconnect() or setIdentity(): then this
+    // identity's refresh cycle must not start.
+    if (ticket !== this._ticket) return;
     this._checkRefresh();
   }
 
@@ -333,6 +353,7 @@ class UID2 {
   }
 
   _checkRefresh() {
+    const ticket = this._ticket;
     const identity = this._identity;
     if (!identity || isOptoutMarker(identity)) return;
     const now = this._now();
@@ -341,7 +362,11 @@ class UID2 {
       return;
     }
     const tokenExpired = identity.identity_expires <= now;
-    if (tokenExpired) this._markExpiredOnce();
+    if (tokenExpired) {
+      this._markExpiredOnce();
+      // A callback that aborted or set another identity has the last word.
+      if (ticket !== this._ticket) return;
+    }
     if (identity.refresh_from <= now || tokenExpired) this._refresh(identity);
     else this._schedule();
   }
@@ -359,12 +384,14 @@ class UID2 {
   }
 
   _onRefreshResult(result) {
+    // The next check is scheduled before anyone is told, so that an abort() or setIdentity()
+    // from a callback cancels it rather than being undone by it.
     if (result.kind === 'success') {
       this._identity = result.identity;
       this._persisted = this._store.save(result.identity);
+      this._schedule();
       this._report(IdentityStatus.REFRESHED, 'Identity refreshed');
       this._events.emit(EventType.IdentityUpdated, {});
-      this._schedule();
       return;
     }
     if (result.kind === 'optout') {
@@ -384,8 +411,8 @@ class UID2 {
       this._drop(IdentityStatus.REFRESH_EXPIRED, 'Refresh expired; token refresh failed');
       return;
     }
-    if (identity.identity_expires <= now) this._markExpiredOnce();
     this._schedule();
+    if (identity.identity_expires <= now) this._markExpiredOnce();
   }
 
   _schedule() {
@@ -403,6 +430,7 @@ class UID2 {
   // disconnected since the last look; its result wins over ours.
   _tick() {
     this._timer = null;
+    const ticket = this._ticket;
     const current = this._identity;
     if (!current || isOptoutMarker(current)) return;
     const stored = this._store.load();
@@ -431,6 +459,7 @@ class UID2 {
       this._events.emit(EventType.IdentityUpdated, {});
       return;
     }
+    if (ticket !== this._ticket) return;
     this._checkRefresh();
   }
 
@@ -445,17 +474,23 @@ class UID2 {
     this._pending.resolveWith(this.getAdvertisingToken());
   }
 
-  async _clientGenerate(payload, opts) {
-    const ticket = this._ticket;
+  // `ticket`: taken when the public call began; anything since (disconnect, abort, another
+  // identity) cancels this generation, even before its request is sent.
+  async _clientGenerate(payload, opts, ticket) {
+    const cancelled = () => ticket !== this._ticket;
+    if (cancelled()) throw new Error('UID2 SDK aborted.');
     let result;
     try {
-      result = await this._api.clientGenerate(payload, opts);
+      result = await this._api.clientGenerate(payload, opts, cancelled);
     } catch (error) {
-      // A failed CSTG must not leave getAdvertisingTokenAsync() callers waiting.
-      if (ticket === this._ticket) this._settlePending();
+      // A failed or cancelled CSTG must not leave getAdvertisingTokenAsync() callers waiting.
+      this._settlePending();
       throw error;
     }
-    if (ticket !== this._ticket) throw new Error('UID2 SDK aborted.');
+    if (cancelled()) {
+      this._settlePending();
+      throw new Error('UID2 SDK aborted.');
+    }
     if (result.kind === 'success') {
       this.setIdentity(result.identity);
       return;

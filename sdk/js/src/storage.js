@@ -23,6 +23,19 @@ class IdentityStore {
     return Number(secondary.identity_expires) > Number(primary.identity_expires) ? secondary : primary;
   }
 
+  // At init: what load() finds or, when neither place holds a usable value, the stored value
+  // that is not usable, so that init reports it (INVALID) as it would the same value passed as
+  // opts.identity, instead of NO_IDENTITY.
+  loadForInit() {
+    const usable = this.load();
+    if (usable) return usable;
+    const [primary, secondary] = this._useCookie
+      ? [this._readCookie(), this._readLocal()]
+      : [this._readLocal(), this._readCookie()];
+    const raw = isObject(primary) ? primary : secondary;
+    return isObject(raw) ? raw : null;
+  }
+
   // Returns true when the value can be read back, i.e. storage actually works here (cookies
   // on a wrong cookieDomain, or a blocked localStorage, fail silently).
   save(value) {

@@ -222,7 +222,7 @@ class FakeOperator {
 const silentLogger = { warn() {}, log() {} };
 
 // A fresh SDK wired to fakes. Returns the pieces plus recorders for events and legacy statuses.
-function setup({ useCookieDocument = true, localStorage = new MemoryStorage() } = {}) {
+function setup({ useCookieDocument = true, localStorage = new MemoryStorage(), crypto = webcrypto } = {}) {
   const clock = new FakeClock();
   const operator = new FakeOperator();
   const document = useCookieDocument ? new CookieDocument(clock) : undefined;
@@ -231,7 +231,7 @@ function setup({ useCookieDocument = true, localStorage = new MemoryStorage() } 
   const sdk = sdkModule.createUID2({
     callbacks,
     fetch: operator.fetch,
-    crypto: webcrypto,
+    crypto,
     localStorage,
     document,
     now: clock.now,

@@ -166,3 +166,47 @@ test('EUID-prefixed keys are accepted and stripped the same way', async () => {
   await t.sdk.setIdentityFromEmail('a@b.com', t.opts);
   assert.ok(t.sdk.getAdvertisingToken());
 });
+
+test('a disconnect() while the email is still being hashed cancels the generation', async () => {
+  const t = await cstgSetup();
+  t.operator.answer(cstgHandler(t.keys, t.seen, () => ({ status: 'success', body: makeIdentity(t.clock.now()) })));
+  const generating = t.sdk.setIdentityFromEmail('a@example.com', t.opts);
+  t.sdk.disconnect();
+  await assert.rejects(generating, /aborted/);
+  assert.equal(t.operator.requests.length, 0, 'nothing was sent');
+  assert.equal(t.sdk.getAdvertisingToken(), undefined);
+  assert.equal(storedIdentity(t.localStorage), null);
+  assert.deepEqual(t.clock.pendingTimers(), []);
+});
+
+test('a disconnect() during the key agreement sends nothing and leaves no promise waiting', async () => {
+  // WebCrypto that calls disconnect() as the SDK imports the server's public key.
+  let onImportSpki = null;
+  const subtleHooked = new Proxy(subtle, {
+    get(target, name) {
+      const f = target[name].bind(target);
+      if (name !== 'importKey') return f;
+      return (format, ...rest) => {
+        if (format === 'spki' && onImportSpki) {
+          const hook = onImportSpki;
+          onImportSpki = null;
+          hook();
+        }
+        return f(format, ...rest);
+      };
+    },
+  });
+  const crypto = { getRandomValues: (a) => webcrypto.getRandomValues(a), subtle: subtleHooked };
+  const t = setup({ crypto });
+  const keys = await serverKeys();
+  const opts = { serverPublicKey: keys.serverPublicKey, subscriptionId: SUBSCRIPTION_ID };
+  t.sdk.init({});
+  t.operator.answer(cstgHandler(keys, {}, () => ({ status: 'success', body: makeIdentity(t.clock.now()) })));
+  onImportSpki = () => t.sdk.disconnect();
+  const generating = t.sdk.setIdentityFromEmail('a@example.com', opts);
+  await assert.rejects(generating, /aborted/);
+  assert.equal(t.operator.requests.length, 0, 'no request after the disconnect');
+  assert.equal(t.sdk.isLoginRequired(), true);
+  await assert.rejects(t.sdk.getAdvertisingTokenAsync(), /not available/);
+  assert.deepEqual(t.clock.pendingTimers(), [], 'no request timeout left running');
+});

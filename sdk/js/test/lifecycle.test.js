@@ -42,6 +42,12 @@ test('bad init options throw TypeError or RangeError and leave the SDK uninitial
     [{ refreshRetryPeriod: '5000' }, TypeError],
     [{ refreshRetryPeriod: 999 }, RangeError],
     [{ refreshRetryPeriod: NaN }, RangeError],
+    // Past 2^31 - 1 ms a browser timer fires at once: the periodic check would spin.
+    [{ refreshRetryPeriod: Infinity }, RangeError],
+    [{ refreshRetryPeriod: 2 ** 31 }, RangeError],
+    // Cookie attributes are written as text: a ';' would smuggle in attributes of its own.
+    [{ cookieDomain: 'example.com;secure' }, TypeError],
+    [{ cookiePath: '/ x' }, TypeError],
     [{ baseUrl: 42 }, TypeError],
     [{ cookiePath: {} }, TypeError],
     [{ useCookie: 'yes' }, TypeError],
@@ -145,6 +151,59 @@ test('abort stops the timers and rejects waiting promises', async () => {
   assert.deepEqual(u.clock.pendingTimers(), []);
   await u.clock.advance(60000);
   assert.equal(u.operator.requests.length, 0);
+});
+
+test('abort() from an IdentityUpdated callback after a refresh stops the refresh cycle', async () => {
+  const t = setup();
+  const now = t.clock.now();
+  const identity = makeIdentity(now, { refreshFrom: 0 });
+  t.operator.answerRefresh(identity, { status: 'success', body: makeIdentity(now, { refreshFrom: 10000 }) });
+  t.sdk.callbacks.push((type) => {
+    if (type === EventType.IdentityUpdated) t.sdk.abort();
+  });
+  t.sdk.init({ identity });
+  await waitFor(() => t.operator.requests.length === 1, 'the refresh');
+  await waitFor(() => eventTypes(t.events).includes(EventType.IdentityUpdated), 'IdentityUpdated');
+  assert.deepEqual(t.clock.pendingTimers(), [], 'no check left scheduled');
+  await t.clock.advance(60000);
+  assert.equal(t.operator.requests.length, 1);
+});
+
+test('abort() from the legacy callback at init keeps the identity from refreshing', async () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now(), { refreshFrom: 0 });
+  t.sdk.init({ identity, callback: () => t.sdk.abort() });
+  await t.clock.advance(60000);
+  assert.equal(t.operator.requests.length, 0);
+  assert.deepEqual(t.clock.pendingTimers(), []);
+});
+
+test('setIdentity() from the EXPIRED report wins over the expired identity\'s refresh', async () => {
+  const t = setup();
+  const now = t.clock.now();
+  // The token expires (8 s) before refresh_from (20 s): the check at 10 s reports EXPIRED and
+  // would refresh the old identity at once.
+  const expiring = makeIdentity(now, { identityExpires: 8000, refreshFrom: 20000 });
+  const fresh = makeIdentity(now);
+  t.sdk.init({
+    identity: expiring,
+    callback: (result) => {
+      if (result.status === IdentityStatus.EXPIRED) t.sdk.setIdentity(fresh);
+    },
+  });
+  await t.clock.advance(10000);
+  assert.equal(t.operator.requests.length, 0, 'the replaced identity was not refreshed');
+  assert.equal(t.sdk.getAdvertisingToken(), fresh.advertising_token);
+});
+
+test('a stored identity without tokens is reported INVALID at init and removed', () => {
+  const t = setup();
+  const identity = makeIdentity(t.clock.now());
+  delete identity.refresh_token;
+  t.localStorage.setItem(sdkModule.LOCAL_STORAGE_KEY, JSON.stringify(identity));
+  t.sdk.init({ callback: t.callback });
+  assert.equal(t.statuses[0].status, IdentityStatus.INVALID);
+  assert.equal(storedIdentity(t.localStorage), null);
 });
 
 test('setIdentity replaces the identity, stores it, raises IdentityUpdated and restarts the timer', async () => {
