@@ -292,11 +292,13 @@ fn has_valid_lifetime(
 }
 
 /// Encrypts a raw UID (base64) into a v4 sharing token: master key = active key of the master
-/// keyset, site key = active key of the caller's default keyset, site id = the caller's site,
-/// expiry = now + `token_expiry_seconds`, privacy bits 0, as the SDKs' token generator writes.
+/// keyset, site key = active key of `keyset_id` (`None`: the caller's default keyset), site id =
+/// the caller's site, expiry = now + `token_expiry_seconds`, privacy bits 0, as the SDKs' token
+/// generator writes.
 pub(crate) fn encrypt(
     keys: Option<&KeyContainer>,
     raw_uid: &str,
+    keyset_id: Option<i32>,
     now_ms: i64,
 ) -> Result<String, EncryptionStatus> {
     let keys = keys.ok_or(EncryptionStatus::NotInitialized)?;
@@ -306,9 +308,11 @@ pub(crate) fn encrypt(
     let master: &Key = keys
         .master_key(now_ms)
         .ok_or(EncryptionStatus::NotAuthorizedForMasterKey)?;
-    let site: &Key = keys
-        .default_key(now_ms)
-        .ok_or(EncryptionStatus::NotAuthorizedForKey)?;
+    let site: &Key = match keyset_id {
+        None => keys.default_key(now_ms),
+        Some(keyset_id) => keys.active_keyset_key(keyset_id, now_ms),
+    }
+    .ok_or(EncryptionStatus::NotAuthorizedForKey)?;
     let site_id = keys
         .caller_site_id()
         .ok_or(EncryptionStatus::NotAuthorizedForKey)?;

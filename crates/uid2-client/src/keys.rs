@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn defaults_when_fields_are_missing_or_null() {
-        let c = parse(r#"{"caller_site_id":11,"token_expiry_seconds":null}"#).unwrap();
+        let c = parse(r#"{"caller_site_id":11,"token_expiry_seconds":null,"keys":[]}"#).unwrap();
         assert_eq!(c.token_expiry_seconds(), DEFAULT_TOKEN_EXPIRY_SECONDS);
         assert_eq!(c.allow_clock_skew_seconds(), 1800);
         assert_eq!(c.max_bidstream_lifetime_seconds(), i64::MAX);
@@ -300,13 +300,16 @@ mod tests {
         assert!(parse(r#"{"keys":[{"id":"x"}]}"#).is_err());
         assert!(KeyContainer::from_json(br#"{"status":"error","body":{}}"#).is_err());
         assert!(KeyContainer::from_json(b"[1,2]").is_err());
-        assert!(parse(r#"{"token_expiry_seconds":"soon"}"#).is_err());
+        assert!(parse(r#"{"token_expiry_seconds":"soon","keys":[]}"#).is_err());
+        // No `keys` at all is a broken answer, not an empty key set: refusing it keeps the
+        // keys a client already holds, as the official SDKs do.
+        assert!(parse(r#"{"caller_site_id":11}"#).is_err());
     }
 
     #[test]
     fn site_data_domain_checks() {
         let c = parse(
-            r#"{"site_data":[{"id":9,"domain_names":["example.com"]},
+            r#"{"keys":[],"site_data":[{"id":9,"domain_names":["example.com"]},
                              {"id":100,"domain_names":["example.org","Example.net","Bücher.de"]}]}"#,
         )
         .unwrap();
@@ -319,7 +322,7 @@ mod tests {
         assert!(c.is_domain_or_app_name_allowed_for_site(100, Some("BÜCHER.DE")));
         assert!(!c.is_domain_or_app_name_allowed_for_site(100, Some("example.com")));
         assert!(!c.is_domain_or_app_name_allowed_for_site(7, Some("example.com")));
-        let empty = parse(r#"{"site_data":[]}"#).unwrap();
+        let empty = parse(r#"{"keys":[],"site_data":[]}"#).unwrap();
         assert!(!empty.is_domain_or_app_name_allowed_for_site(1, Some("example.com")));
     }
 

@@ -81,7 +81,32 @@ impl SharingClient {
         raw_uid: &str,
         now_ms: i64,
     ) -> Result<String, EncryptionStatus> {
-        self.source.with_keys(|keys| encrypt(keys, raw_uid, now_ms))
+        self.source
+            .with_keys(|keys| encrypt(keys, raw_uid, None, now_ms))
+    }
+
+    /// Encrypts a raw UID under the active key of `keyset_id` (one of the caller's keysets, or
+    /// one shared with it) rather than the default keyset, as the official SDKs'
+    /// `encrypt_raw_uid_into_token(uid, keyset_id)`; `NotAuthorizedForKey` if it has no active
+    /// key the caller holds.
+    pub fn encrypt_raw_uid_into_token_with_keyset(
+        &self,
+        raw_uid: &str,
+        keyset_id: i32,
+    ) -> Result<String, EncryptionStatus> {
+        self.encrypt_raw_uid_into_token_with_keyset_at(raw_uid, keyset_id, crate::now_ms())
+    }
+
+    /// [`encrypt_raw_uid_into_token_with_keyset`](Self::encrypt_raw_uid_into_token_with_keyset)
+    /// at a given time.
+    pub fn encrypt_raw_uid_into_token_with_keyset_at(
+        &self,
+        raw_uid: &str,
+        keyset_id: i32,
+        now_ms: i64,
+    ) -> Result<String, EncryptionStatus> {
+        self.source
+            .with_keys(|keys| encrypt(keys, raw_uid, Some(keyset_id), now_ms))
     }
 
     /// Decrypts a sharing token.

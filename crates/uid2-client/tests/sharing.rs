@@ -173,3 +173,39 @@ fn v4_raw_uids_keep_their_identity_type() {
     assert_eq!(r.status, DecryptionStatus::Success);
     assert_eq!(r.uid().as_deref(), Some(mint.raw_uid));
 }
+
+#[test]
+fn sharing_encrypt_with_a_chosen_keyset() {
+    // A keyset another site shares with the caller: its key is used instead of the default's.
+    let shared = Key::new(170, 4321, Some(77_777), 0, 0, (NOW + DAY) / 1000, [7; 32]);
+    let sharer = sharing(&sharing_json(
+        &[master(), site(), shared.clone()],
+        "UID2",
+        i64::MAX,
+    ));
+    let token = sharer
+        .encrypt_raw_uid_into_token_with_keyset_at(UID2_EMAIL, 77_777, NOW)
+        .unwrap();
+    let ring = uid2_proto::key::KeyRing::new([master(), site(), shared]);
+    let decoded = uid2_proto::token::advertising::decode(&token, &ring, NOW).unwrap();
+    assert_eq!(decoded.site_key_id(), 170);
+    assert_eq!(
+        decoded.site_id(),
+        SITE_ID,
+        "still minted for the caller's site"
+    );
+    let r = sharer.decrypt_token_into_raw_uid_at(&token, NOW);
+    assert_eq!(r.status, DecryptionStatus::Success);
+    assert_eq!(r.uid().as_deref(), Some(UID2_EMAIL));
+    // The default keyset, named: the same key as no choice at all.
+    let named = sharer
+        .encrypt_raw_uid_into_token_with_keyset_at(UID2_EMAIL, SITE_KEYSET, NOW)
+        .unwrap();
+    let decoded = uid2_proto::token::advertising::decode(&named, &ring, NOW).unwrap();
+    assert_eq!(decoded.site_key_id(), 165);
+    // A keyset the caller holds no active key of.
+    assert_eq!(
+        sharer.encrypt_raw_uid_into_token_with_keyset_at(UID2_EMAIL, 12_345, NOW),
+        Err(EncryptionStatus::NotAuthorizedForKey)
+    );
+}

@@ -129,6 +129,17 @@ fn advertising_token_errors_are_typed() {
         advertising::decode(&text, &KeyRing::new([master.clone()]), NOW),
         Err(TokenError::UnknownSiteKey(104))
     );
+    // Cut short under a master key the caller lacks: the missing key is what is reported,
+    // as the official SDKs look the key up before checking the length.
+    let cut = base64url_encode(&bytes[..60]);
+    assert_eq!(
+        advertising::decode(&cut, &KeyRing::new([site.clone()]), NOW),
+        Err(TokenError::UnknownMasterKey(101))
+    );
+    assert_eq!(
+        advertising::decode(&cut, &ring, NOW),
+        Err(TokenError::Malformed)
+    );
     let wrong_master = Key::new(101, -1, Some(-1), 0, 0, i64::MAX, [9; 32]);
     assert_eq!(
         advertising::decode(&text, &KeyRing::new([wrong_master, site.clone()]), NOW),

@@ -302,15 +302,20 @@ fn decode_v3_or_v4(
     keys: &impl KeyLookup,
     now_ms: i64,
 ) -> Result<AdvertisingToken, TokenError> {
-    if bytes.len() < 6 + GCM_OVERHEAD + MASTER_FIXED_LEN + GCM_OVERHEAD + SITE_FIXED_LEN + 32 {
+    if bytes.len() < 6 {
         return Err(TokenError::Malformed);
     }
+    // The master key is looked up before the length is checked, as the official SDKs do: a
+    // token cut short under a key the caller lacks is reported as the key it lacks.
     let (head, master_box) = bytes.split_at_mut(6);
     let identity = IdentityHeader::from_byte(head[0]);
     let master_key_id = u32::from_be_bytes(head[2..6].try_into().expect("4 bytes"));
     let master = keys
         .key(master_key_id)
         .ok_or(TokenError::UnknownMasterKey(master_key_id))?;
+    if master_box.len() < GCM_OVERHEAD + MASTER_FIXED_LEN + GCM_OVERHEAD + SITE_FIXED_LEN + 32 {
+        return Err(TokenError::Malformed);
+    }
     let master_plain = master
         .gcm()
         .open_in_place(master_box, &[])

@@ -95,8 +95,8 @@ pub struct KeysResponse {
         deserialize_with = "lenient_i64"
     )]
     pub allow_clock_skew_seconds: Option<i64>,
-    /// The keys, sorted by id.
-    #[serde(default)]
+    /// The keys, sorted by id. Required: an answer without them is refused (and the keys a
+    /// client holds kept), as the official SDKs refuse it, rather than read as "no keys".
     pub keys: Vec<KeyJson>,
     /// Domains of sites with client-side generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,14 +150,18 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.token_expiry_seconds(), Some(2_592_000));
         let lenient: KeysResponse = serde_json::from_str(
-            r#"{"max_bidstream_lifetime_seconds":"259200","allow_clock_skew_seconds":1800}"#,
+            r#"{"max_bidstream_lifetime_seconds":"259200","allow_clock_skew_seconds":1800,"keys":[]}"#,
         )
         .unwrap();
         assert_eq!(lenient.max_bidstream_lifetime_seconds, Some(259_200));
         assert_eq!(lenient.allow_clock_skew_seconds, Some(1_800));
         assert!(lenient.keys.is_empty());
         assert!(
-            serde_json::from_str::<KeysResponse>(r#"{"allow_clock_skew_seconds":"soon"}"#).is_err()
+            serde_json::from_str::<KeysResponse>(
+                r#"{"allow_clock_skew_seconds":"soon","keys":[]}"#
+            )
+            .is_err()
         );
+        assert!(serde_json::from_str::<KeysResponse>(r#"{"caller_site_id":1}"#).is_err());
     }
 }
