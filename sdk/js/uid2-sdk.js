@@ -104,13 +104,10 @@
     return typeof phone === 'string' && /^\+[0-9]{10,15}$/.test(phone);
   }
 
-  // 44 characters of standard base64 (a SHA-256 digest), as CSTG expects `*_hash` values.
+  // The base64 of a 32-byte SHA-256 digest: 43 characters and one '='. (Other 44-character
+  // base64 decodes to 31 or 33 bytes, which this operator refuses as no digest.)
   function isBase64Hash(value) {
-    return (
-      typeof value === 'string' &&
-      value.length === 44 &&
-      /^(?:[A-Za-z0-9+/]{44}|[A-Za-z0-9+/]{43}=|[A-Za-z0-9+/]{42}==)$/.test(value)
-    );
+    return typeof value === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(value);
   }
 
   // ---- src/crypto.js

@@ -165,9 +165,8 @@ pub fn is_normalized_phone(phone: &str) -> bool {
 
 /// The identity hash as the protocol carries it: the 44-character base64 text of a SHA-256.
 ///
-/// It is kept as text because the first-level hash is computed over this text, and because a
-/// pre-hashed input of 44 base64 characters is hashed exactly as sent, even when it decodes to
-/// 31 or 33 bytes (as the official operator does).
+/// It is kept as text because the first-level hash is computed over this text: always the
+/// canonical spelling of a 32-byte digest (see [`IdentityHash::parse`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IdentityHash([u8; 44]);
 
@@ -187,15 +186,22 @@ impl IdentityHash {
         Self(out)
     }
 
-    /// Parses pre-hashed input: 44 characters the base64 decoder accepts (kept as sent) or 64 hex
-    /// digits of either case (re-encoded to base64).
+    /// Parses pre-hashed input: 44 base64 characters or 64 hex digits of either case, either way
+    /// a 32-byte SHA-256 digest, kept in its canonical base64 spelling.
+    ///
+    /// Stricter than the official operator, which keeps any 44 characters its lenient decoder
+    /// accepts as sent (31 or 33 bytes, or unused low bits set): there the same digest spelled
+    /// another way (`…kA=` and `…kB=`, or `…k=` made `…kA`) has another first-level hash, and so
+    /// escapes its owner's opt-out. A SHA-256 digest has one canonical spelling, which is what
+    /// every SDK sends, so only such respellings are refused.
     pub fn parse(text: &str) -> Result<Self, IdentityError> {
         match text.len() {
             44 => {
-                base64_decode(text).map_err(|_| IdentityError::InvalidHash)?;
-                let mut out = [0u8; 44];
-                out.copy_from_slice(text.as_bytes());
-                Ok(Self(out))
+                let digest: [u8; 32] = base64_decode(text)
+                    .ok()
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or(IdentityError::InvalidHash)?;
+                Ok(Self::from_digest(&digest))
             }
             64 => {
                 let digest = hex_decode::<32>(text).map_err(|_| IdentityError::InvalidHash)?;
@@ -364,10 +370,19 @@ mod tests {
             IdentityHash::parse(&hex.to_uppercase()).unwrap().as_str(),
             b64
         );
-        // 44 characters that decode to 31 or 33 bytes are still accepted and kept verbatim.
-        assert!(IdentityHash::parse("lz3+Rj7IV4X1+Vr1ujkG7tstkxwk5pgkqJ6mXbpOgT==").is_ok());
-        assert!(IdentityHash::parse("lz3+Rj7IV4X1+Vr1ujkG7tstkxwk5pgkqJ6mXbpOgTsA").is_ok());
+        // The digest spelled with unused low bits set is the same digest: one first-level hash,
+        // so an opt-out of one spelling covers the other.
+        assert_eq!(
+            IdentityHash::parse("lz3+Rj7IV4X1+Vr1ujkG7tstkxwk5pgkqJ6mXbpOgTt=")
+                .unwrap()
+                .as_str(),
+            b64
+        );
         for bad in [
+            // 44 characters that decode to 31 or 33 bytes: no SHA-256 digest, and a way to
+            // respell one (the official operator accepts them).
+            "lz3+Rj7IV4X1+Vr1ujkG7tstkxwk5pgkqJ6mXbpOgT==",
+            "lz3+Rj7IV4X1+Vr1ujkG7tstkxwk5pgkqJ6mXbpOgTsA",
             "lz3+Rj7IV4X1+Vr1ujkG7tstkxwk5pgkqJ6mXbpOgTs",
             "lz3-Rj7IV4X1+Vr1ujkG7tstkxwk5pgkqJ6mXbpOgTs=",
             "973dfe463ec85785f5f95af5ba3906eedb2d931c24e698a4a89ea65dba4e813",

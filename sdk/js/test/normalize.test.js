@@ -79,7 +79,8 @@ test('phones: + and 10 to 15 ASCII digits, nothing else', () => {
 
 test('pre-hashed values must be 44 characters of standard base64', () => {
   assert.equal(isBase64Hash('dvECjPKZHya0/SIhSGwP0m8SgTv1vzLxPULUOsm880M='), true);
-  assert.equal(isBase64Hash('dvECjPKZHya0/SIhSGwP0m8SgTv1vzLxPULUOsm880Mz'), true);
+  assert.equal(isBase64Hash('dvECjPKZHya0/SIhSGwP0m8SgTv1vzLxPULUOsm880Mz'), false, '33 bytes: no digest');
+  assert.equal(isBase64Hash('dvECjPKZHya0/SIhSGwP0m8SgTv1vzLxPULUOsm880=='), false, '31 bytes');
   assert.equal(isBase64Hash('dvECjPKZHya0/SIhSGwP0m8SgTv1vzLxPULUOsm880M'), false, '43 chars');
   assert.equal(isBase64Hash('dvECjPKZHya0_SIhSGwP0m8SgTv1vzLxPULUOsm880M='), false, 'base64url');
   assert.equal(isBase64Hash('dvECjPKZHya0/SIhSGwP0m8SgTv1vzLxPULUOsm88=0M'), false, 'misplaced =');
