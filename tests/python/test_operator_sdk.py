@@ -258,11 +258,14 @@ def test_legacy_v1_endpoints(operator):
     assert "refresh_response_key" not in identity
     assert len(identity["refresh_token"]) == 168
 
-    # v1 generate does not check opt-outs (as upstream): the opt-out shows at refresh.
+    # v1 generate checks opt-outs as v2 does (upstream's v1 minted tokens for opted-out users).
     status, body, _ = http(operator, "GET", "/v1/token/generate?email=optout%40example.com", headers=auth)
-    optout_identity = json.loads(body)["body"]
+    assert status == 200 and json.loads(body) == {"status": "optout"}
+    # The v1 refresh of an identity that opted out after it was issued.
+    status, body, _ = http(operator, "GET", "/v1/token/generate?email=refresh-optout%40example.com", headers=auth)
+    refresh_optout_identity = json.loads(body)["body"]
     status, body, _ = http(operator, "GET", "/v1/token/refresh?" + urllib.parse.urlencode(
-        {"refresh_token": optout_identity["refresh_token"]}))
+        {"refresh_token": refresh_optout_identity["refresh_token"]}))
     assert json.loads(body) == {"status": "optout"}
 
     status, body, _ = http(operator, "GET", "/v1/token/refresh?" + urllib.parse.urlencode(

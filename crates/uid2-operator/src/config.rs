@@ -45,6 +45,11 @@ pub struct OperatorConfig {
     /// answer is a retryable 503, and a body that never finishes arriving stops holding the
     /// connection.
     pub request_timeout: Duration,
+    /// Serve the legacy v1 endpoints (`/v1/token/*`, `/v1/identity/map`) that the 2021
+    /// publisher guide used. On by default so that guide works as written; an operator whose
+    /// clients all speak v2 turns them off (the official `allow_legacy_api`, off there), which
+    /// also keeps emails out of query strings and so out of proxies' access logs.
+    pub legacy_api: bool,
 }
 
 impl Default for OperatorConfig {
@@ -67,6 +72,7 @@ impl Default for OperatorConfig {
             enable_baseline_route: false,
             tcf_vendor_id: uid2_proto::tcf::EUID_VENDOR_ID,
             request_timeout: Duration::from_secs(30),
+            legacy_api: true,
         }
     }
 }

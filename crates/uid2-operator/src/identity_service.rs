@@ -149,8 +149,6 @@ pub struct GeneratePolicy {
     pub privacy_bits: PrivacyBits,
     /// How the refresh token is handed out.
     pub form: RefreshForm,
-    /// Whether opted-out identities are refused (the legacy v1 endpoint never checked).
-    pub respect_optout: bool,
 }
 
 impl GeneratePolicy {
@@ -158,23 +156,22 @@ impl GeneratePolicy {
     pub const SERVER_SIDE: Self = Self {
         privacy_bits: PrivacyBits::SERVER_SIDE,
         form: RefreshForm::Wrapped,
-        respect_optout: true,
     };
     /// `/v2/token/client-generate`.
     pub const CLIENT_SIDE: Self = Self {
         privacy_bits: PrivacyBits::CLIENT_SIDE,
         form: RefreshForm::Wrapped,
-        respect_optout: true,
     };
     /// `/v1/token/generate`.
     pub const LEGACY_V1: Self = Self {
         privacy_bits: PrivacyBits::SERVER_SIDE,
         form: RefreshForm::Bare,
-        respect_optout: false,
     };
 }
 
-/// Generates an identity for a publisher site.
+/// Generates an identity for a publisher site; `OptOut` for an identity that opted out, on
+/// every endpoint. (The official v1 generate never checked: any generator key could mint a
+/// token, good for days in the bid stream, for a user who had opted out.)
 pub fn generate(
     snap: &Snapshot,
     now_ms: i64,
@@ -184,9 +181,7 @@ pub fn generate(
     policy: GeneratePolicy,
 ) -> Result<GenerateOutcome, NoActiveKey> {
     let flh = snap.salts.first_level_hash(identity);
-    if policy.respect_optout
-        && snap.is_opted_out(identity.identity_type, &flh, OptOutCheck::Generate)
-    {
+    if snap.is_opted_out(identity.identity_type, &flh, OptOutCheck::Generate) {
         return Ok(GenerateOutcome::OptOut);
     }
     let req = MintRequest {
@@ -290,21 +285,30 @@ pub struct Mapped {
     pub raw_uid: RawUid,
 }
 
-/// Maps an identity; `None` when it is opted out (and `respect_optout`).
-pub fn map(snap: &Snapshot, identity: &HashedIdentity, respect_optout: bool) -> Option<Mapped> {
+/// Maps an identity; `None` when it is opted out.
+pub fn map(snap: &Snapshot, identity: &HashedIdentity) -> Option<Mapped> {
+    let mapped = map_ignoring_optout(snap, identity);
+    let opted_out = snap.is_opted_out(
+        identity.identity_type,
+        &mapped.first_level_hash,
+        OptOutCheck::Generate,
+    );
+    (!opted_out).then_some(mapped)
+}
+
+/// Maps an identity whether or not it opted out: for validating a token against it, and for
+/// recording its opt-out. Never for handing its raw UID out.
+pub fn map_ignoring_optout(snap: &Snapshot, identity: &HashedIdentity) -> Mapped {
     let flh = snap.salts.first_level_hash(identity);
-    if respect_optout && snap.is_opted_out(identity.identity_type, &flh, OptOutCheck::Generate) {
-        return None;
-    }
     let settings = snap.config.raw_uid_settings();
-    Some(Mapped {
+    Mapped {
         first_level_hash: flh,
         bucket_index: snap.salts.table.bucket_index(&flh),
         raw_uid: snap
             .salts
             .table
             .raw_uid(&flh, identity.identity_type, settings),
-    })
+    }
 }
 
 /// What an EUID generate request's TCF consent string allows.

@@ -1,5 +1,5 @@
 //! Operator behaviour in process: store changes reach a running operator, opt-outs are durable
-//! and immediate (or refused with a retryable 503), client-side generation works end to end, key
+//! and immediate (or refused with a retryable 503) and cover every spelling of a hash, client-side generation works end to end, key
 //! access follows the keyset rules.
 
 mod common;
@@ -109,6 +109,116 @@ async fn logout_is_durable_and_applied_at_once() {
         .first_level_hash(&HashedIdentity::from_email(email).unwrap());
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].first_level_hash, flh.0);
+}
+
+#[tokio::test]
+async fn an_opt_out_covers_every_spelling_of_the_hash() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let hash = HashedIdentity::from_email("spelled@example.com")
+        .unwrap()
+        .hash
+        .as_str()
+        .to_owned();
+    let logout = t
+        .call(
+            &t.optout,
+            "/v2/token/logout",
+            serde_json::json!({ "email_hash": hash }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logout["status"], "success");
+    // The character before '=' carries two unused bits: setting one spells the same digest.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let last = alphabet
+        .iter()
+        .position(|&c| c == hash.as_bytes()[42])
+        .unwrap();
+    let respelled = format!("{}{}=", &hash[..42], alphabet[last | 1] as char);
+    assert_ne!(respelled, hash);
+    let generated = t
+        .call(
+            &t.publisher,
+            "/v2/token/generate",
+            serde_json::json!({ "email_hash": respelled }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(generated, serde_json::json!({"status": "optout"}));
+    // The same digest with a byte appended (33 bytes, no padding) is no digest at all.
+    let extended = format!("{}A", &hash[..43]);
+    let refused = t
+        .call(
+            &t.publisher,
+            "/v2/token/generate",
+            serde_json::json!({ "email_hash": extended }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["message"], "Invalid Identifier");
+}
+
+#[tokio::test]
+async fn the_legacy_api_respects_opt_outs_and_can_be_turned_off() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let email = "gone@example.com";
+    let logout = t
+        .call(
+            &t.optout,
+            "/v2/token/logout",
+            serde_json::json!({ "email": email }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logout["status"], "success");
+    for (client, path) in [
+        (&t.publisher, "/v1/token/generate"),
+        (&t.mapper, "/v1/identity/map"),
+    ] {
+        let auth = format!("Bearer {}", client.api_key);
+        let reply = t
+            .send(
+                "GET",
+                &format!("{path}?email=gone%40example.com"),
+                &[("Authorization", &auth)],
+                vec![],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(
+            reply.json(),
+            serde_json::json!({"status": "optout"}),
+            "{path}"
+        );
+    }
+
+    let v2_only = TestOperator::start(OperatorConfig {
+        legacy_api: false,
+        ..OperatorConfig::default()
+    })
+    .await;
+    let auth = format!("Bearer {}", v2_only.publisher.api_key);
+    for path in [
+        "/v1/token/generate?email=a%40example.com",
+        "/v1/token/refresh?refresh_token=x",
+        "/v1/token/validate?token=x&email=a%40example.com",
+        "/v1/identity/map?email=a%40example.com",
+    ] {
+        let reply = v2_only
+            .send("GET", path, &[("Authorization", &auth)], vec![])
+            .await;
+        assert_eq!(reply.status, 404, "{path}: {reply:?}");
+    }
+    let v2 = v2_only
+        .call(
+            &v2_only.publisher,
+            "/v2/token/generate",
+            serde_json::json!({"email": "a@example.com"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2["status"], "success");
 }
 
 #[tokio::test]

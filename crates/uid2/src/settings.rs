@@ -12,7 +12,7 @@ use serde::Deserialize;
 use uid2_operator::OperatorConfig;
 use uid2_operator::deployment::GivenSettings;
 use uid2_operator::http::server::ConnectionLimits;
-use uid2_operator::rotation::{DEFAULT_ACTIVATION_LEAD, SaltFraction};
+use uid2_operator::rotation::{DEFAULT_ACTIVATION_LEAD, MAX_POLICY_SECS, SaltFraction};
 use uid2_proto::identity::IdentityScope;
 use uid2_proto::salt::{Environment, PRODUCTION_BUCKET_COUNT};
 
@@ -61,6 +61,10 @@ pub(crate) struct ServeArgs {
     /// Connections open at once; more wait to be accepted (default 8192).
     #[arg(long, env = "UID2_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Serve the legacy v1 endpoints of the 2021 publisher guide (default true; they put
+    /// emails in query strings, so turn them off once every client speaks v2).
+    #[arg(long, env = "UID2_LEGACY_API")]
+    pub legacy_api: Option<bool>,
 }
 
 /// Settings every command shares: where the store is, what a new store is created with, and
@@ -178,6 +182,7 @@ struct FileSettings {
     header_read_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     max_connections: Option<usize>,
+    legacy_api: Option<bool>,
 }
 
 /// Everything `uid2 serve` runs with.
@@ -237,6 +242,10 @@ impl ServeArgs {
                 file.request_timeout,
                 defaults.request_timeout,
             ),
+            legacy_api: self
+                .legacy_api
+                .or(file.legacy_api)
+                .unwrap_or(defaults.legacy_api),
             ..defaults
         }
         .with_raw_uid_settings(common.given.or_defaults());
@@ -278,10 +287,11 @@ impl ServeArgs {
                         .or(file.rotate_keys_every)
                         .unwrap_or(0),
                 ),
-                key_activation_lead: self
-                    .key_activation_lead
-                    .or(file.key_activation_lead)
-                    .map_or(DEFAULT_ACTIVATION_LEAD, Duration::from_secs),
+                key_activation_lead: match self.key_activation_lead.or(file.key_activation_lead) {
+                    None => DEFAULT_ACTIVATION_LEAD,
+                    Some(s) if s <= MAX_POLICY_SECS => Duration::from_secs(s),
+                    Some(s) => bail!("key_activation_lead {s} is more than a century"),
+                },
                 salts_every: Duration::from_secs(
                     self.rotate_salts_every
                         .or(file.rotate_salts_every)
@@ -382,6 +392,16 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(unlimited.resolve(&global).is_err());
+        // The legacy API: on by default, off from the file, back on from a flag.
+        assert!(defaults.operator.legacy_api);
+        std::fs::write(&path, "legacy_api = false\n").unwrap();
+        let v2_only = ServeArgs::default().resolve(&with_file).unwrap();
+        assert!(!v2_only.operator.legacy_api);
+        let flagged = ServeArgs {
+            legacy_api: Some(true),
+            ..ServeArgs::default()
+        };
+        assert!(flagged.resolve(&with_file).unwrap().operator.legacy_api);
         // A salt fraction outside (0, 1] is refused from the file as from a flag.
         std::fs::write(&path, "salt_rotation_fraction = 1.5\n").unwrap();
         let refused = ServeArgs::default().resolve(&with_file).unwrap_err();

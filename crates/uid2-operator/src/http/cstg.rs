@@ -16,14 +16,21 @@ use uid2_proto::identity::{HashedIdentity, IdentityType};
 use uid2_proto::wire::{CstgPayload, CstgRequest, ResponseStatus};
 use uid2_store::SiteRecord;
 
-use super::{ApiError, LimitedBody, answer_json, ok};
+use super::{ApiError, PublicBody, answer_json, ok};
 use crate::identity_service::{self, GenerateOutcome, GeneratePolicy};
 use crate::{Operator, now_ms};
 
-/// The host of an `Origin` header value (`scheme://host[:port]`), lower-cased.
+/// The host of an `Origin` header value (`http[s]://host[:port]`), lower-cased. A browser
+/// sends nothing else for a web page: other schemes and user info are refused outright.
 fn origin_host(origin: &str) -> Option<String> {
-    let rest = origin.split_once("://")?.1;
+    let (scheme, rest) = origin.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        return None;
+    }
     let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
     let host = if let Some(v6) = authority.strip_prefix('[') {
         format!("[{}", v6.split(']').next()?)
     } else {
@@ -81,7 +88,7 @@ fn forbidden(status: ResponseStatus, message: &str) -> ApiError {
 pub(super) async fn client_generate(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    PublicBody(body): PublicBody,
 ) -> Result<Response, ApiError> {
     if body.is_empty() {
         return Err(ApiError::client_error(
@@ -215,6 +222,12 @@ mod tests {
         assert!(!origin_allowed(&s, "null"));
         assert!(!origin_allowed(&s, ""));
         assert!(!origin_allowed(&site(&["127.0.0.1"]), "http://127.0.0.1"));
+        // Only what a browser sends for a web page: http(s), no user info.
+        assert!(!origin_allowed(&s, "file://localhost"));
+        assert!(!origin_allowed(&s, "chrome-extension://localhost"));
+        assert!(!origin_allowed(&s, "://localhost"));
+        assert!(!origin_allowed(&s, "https://user@example.com"));
+        assert!(origin_allowed(&s, "HTTPS://example.com"));
     }
 
     #[test]

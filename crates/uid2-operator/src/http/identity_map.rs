@@ -48,7 +48,7 @@ pub(crate) fn map_v2_list(
             });
             continue;
         };
-        match identity_service::map(snap, &identity, true) {
+        match identity_service::map(snap, &identity) {
             Some(m) => out.mapped.push(MappedIdentityV2 {
                 identifier,
                 advertising_id: m.raw_uid.to_base64(),
@@ -95,7 +95,7 @@ fn map_v3_list(
                     e: REASON_INVALID.into(),
                 };
             };
-            match identity_service::map(snap, &identity, true) {
+            match identity_service::map(snap, &identity) {
                 None => IdentityMapV3Entry::Unmapped {
                     e: REASON_OPTOUT.into(),
                 },

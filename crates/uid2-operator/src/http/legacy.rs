@@ -1,7 +1,9 @@
 //! The legacy v1 endpoints the 2021 publisher guide used: plain JSON (no envelope), Bearer auth,
-//! identities as query parameters. As upstream, `/v1/token/generate` and the single-identity
-//! `GET /v1/identity/map` do not check opt-outs (the opt-out shows at refresh), and the v1
-//! identity map answers a refused key with the plain text `Unauthorized`.
+//! identities as query parameters; the v1 identity map answers a refused key with the plain
+//! text `Unauthorized`, as upstream. Unlike upstream, `/v1/token/generate` and the
+//! single-identity `GET /v1/identity/map` respect opt-outs (`{"status":"optout"}`): upstream
+//! they handed out tokens and raw UIDs of users who had opted out. Served unless
+//! [`OperatorConfig::legacy_api`](crate::OperatorConfig::legacy_api) is off.
 
 use std::sync::Arc;
 
@@ -136,7 +138,7 @@ pub(super) async fn validate(
     Ok(success(&valid))
 }
 
-/// `GET /v1/identity/map?email=…`: one identity, no opt-out check.
+/// `GET /v1/identity/map?email=…`: one identity; `optout` for one that opted out.
 pub(super) async fn map_one(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
@@ -151,8 +153,9 @@ pub(super) async fn map_one(
         .find_map(|f| fields.get(f.name()).and_then(Value::as_str))
         .unwrap_or_default()
         .to_owned();
-    let mapped = identity_service::map(&snap, &identity, false)
-        .expect("mapping without the opt-out check succeeds");
+    let Some(mapped) = identity_service::map(&snap, &identity) else {
+        return Ok(answer::<()>(ResponseStatus::Optout, None));
+    };
     Ok(success(&MappedIdentityV2 {
         identifier,
         advertising_id: mapped.raw_uid.to_base64(),

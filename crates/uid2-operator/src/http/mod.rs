@@ -6,6 +6,7 @@
 //! (no active key, store unreachable), never for what a client sent.
 
 pub mod batch;
+mod body;
 mod cstg;
 mod identity_map;
 mod input;
@@ -20,20 +21,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use bytes::Bytes;
 use serde::Serialize;
 use uid2_proto::wire::{ResponseStatus, StatusOnly};
 
+use body::BodyBudget;
+pub use body::{BODY_BUDGET_BYTES, LimitedBody, MAX_BODY_BYTES, MAX_PUBLIC_BODY_BYTES, PublicBody};
+
 use crate::Operator;
 use crate::snapshot::Snapshot;
-
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// An error answer, never encrypted: plain JSON `{"status", "message"}`, or for the few legacy
 /// routes whose official answer it is, a plain-text reason phrase.
@@ -160,53 +160,6 @@ pub(crate) fn answer_json<T: Serialize>(status: ResponseStatus, body: Option<&T>
         body: Option<&'a T>,
     }
     serde_json::to_vec(&Answer { status, body }).expect("answers serialise")
-}
-
-/// The request body, read up to [`MAX_BODY_BYTES`] (more is a 413 with the status JSON).
-pub struct LimitedBody(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for LimitedBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ResponseStatus::ClientError,
-                format!("Request body larger than {MAX_BODY_BYTES} bytes"),
-            )
-        };
-        if let Some(len) = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            && len.parse::<usize>().is_ok_and(|n| n > MAX_BODY_BYTES)
-        {
-            return Err(too_large());
-        }
-        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map(LimitedBody)
-            .map_err(|e| {
-                if is_length_limit(&e) {
-                    too_large()
-                } else {
-                    ApiError::client_error(format!("Invalid body: {e}"))
-                }
-            })
-    }
-}
-
-/// Whether a body error (anywhere in its chain) is the length limit being hit.
-fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// Request headers a page may send cross-origin, as the official operator allows them.
@@ -350,9 +303,11 @@ async fn record_metrics(State(op): State<Arc<Operator>>, req: Request, next: Nex
 /// Builds the router of `operator`.
 pub fn router(operator: Arc<Operator>) -> Router {
     let baseline = operator.config().enable_baseline_route;
+    let legacy = operator.config().legacy_api;
     let app = routes()
         .into_iter()
         .filter(|(path, _)| baseline || *path != BASELINE_PATH)
+        .filter(|(path, _)| legacy || !path.starts_with("/v1/"))
         .fold(Router::new(), |app, (path, handlers)| {
             app.route(path, handlers)
         });
@@ -369,6 +324,7 @@ pub fn router(operator: Arc<Operator>) -> Router {
             record_metrics,
         ))
         .layer(axum::middleware::from_fn(cors))
+        .layer(axum::Extension(BodyBudget::new(BODY_BUDGET_BYTES)))
         .with_state(operator)
 }
 

@@ -4,9 +4,11 @@
 //! or their body, or never read their answer, stay open for good, and enough of them exhaust
 //! the file descriptors (then even `/ops/healthcheck` goes unanswered) or, with large answers,
 //! the memory. So: a deadline for the request head, a deadline for bytes to move in either
-//! direction on an open connection, and a cap on open connections, past which new ones wait in
-//! the kernel's accept queue. (The deadline of a whole request, which also answers a body that
-//! never arrives, is the router's: see [`OperatorConfig::request_timeout`].)
+//! direction on an open connection, a cap on open connections, past which new ones wait in
+//! the kernel's accept queue, and one on the requests an HTTP/2 connection multiplexes. (The
+//! deadline of a whole request, which also answers a body that never arrives, and the budget of
+//! body bytes being received, are the router's: see [`OperatorConfig::request_timeout`] and
+//! [`BODY_BUDGET_BYTES`](super::BODY_BUDGET_BYTES).)
 //!
 //! [`OperatorConfig::request_timeout`]: crate::OperatorConfig::request_timeout
 
@@ -52,6 +54,10 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Requests one HTTP/2 connection may have under way (hyper's default is 200): a client that
+/// needs more opens more connections, which `max_connections` counts.
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+
 /// How long a stopping server waits for the requests under way.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -70,6 +76,10 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {

@@ -17,7 +17,7 @@ use uid2_store::Role;
 
 use super::input::{identity_error, single_identity, tcf_consent_string};
 use super::v2::V2Request;
-use super::{ApiError, LimitedBody, answer_json, is_authenticated, is_binary, ok};
+use super::{ApiError, LimitedBody, PublicBody, answer_json, is_authenticated, is_binary, ok};
 use crate::identity_service::{
     self, GenerateOutcome, GeneratePolicy, RefreshForm, RefreshKeys, RefreshOutcome, UserConsent,
 };
@@ -95,7 +95,7 @@ fn refresh_json(outcome: &RefreshOutcome) -> Option<Vec<u8>> {
 pub(super) async fn refresh(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    PublicBody(body): PublicBody,
 ) -> Result<Response, ApiError> {
     let snap = op.snapshot();
     let authenticated = is_authenticated(&snap, &headers);
@@ -183,8 +183,7 @@ pub(crate) fn validate_token(
     if owner.is_none() || site_id.is_some_and(|site| owner != Some(site)) {
         return Err(ApiError::client_error("Unauthorised to validate token"));
     }
-    let mapped = identity_service::map(snap, identity, false)
-        .expect("mapping without the opt-out check succeeds");
+    let mapped = identity_service::map_ignoring_optout(snap, identity);
     Ok(&mapped.raw_uid == decoded.raw_uid())
 }
 
@@ -202,8 +201,7 @@ pub(super) async fn logout(
             "Invalid Token presented",
         )
     })?;
-    let mapped = identity_service::map(&req.snap, &identity, false)
-        .expect("mapping without the opt-out check succeeds");
+    let mapped = identity_service::map_ignoring_optout(&req.snap, &identity);
     op.record_optout(
         mapped.first_level_hash.0,
         Some(mapped.raw_uid.as_bytes().to_vec()),

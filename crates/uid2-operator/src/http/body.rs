@@ -1,0 +1,140 @@
+//! Reading request bodies within bounds: per request (1 MiB, as upstream; 16 KiB where no API
+//! key is needed), per caller (a key that is no enabled client's is refused before its body is
+//! read), and for the whole process (a budget of bytes being received at once).
+//!
+//! A body is memory held for as long as its sender takes to send it, up to the request timeout:
+//! without the process-wide budget, slow senders on thousands of connections (or hundreds of
+//! HTTP/2 streams on one) could hold gigabytes. With it, they can only make other requests
+//! wait for their turn to read, and a request that waits past its timeout is a retryable 503.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use uid2_proto::wire::ResponseStatus;
+
+use super::{ApiError, api_key};
+use crate::Operator;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Largest body of the endpoints anyone may call (refresh, client-side generation): their
+/// bodies are a refresh token or a small JSON object of well under 2 KiB.
+pub const MAX_PUBLIC_BODY_BYTES: usize = 16 << 10;
+
+/// Bytes of request bodies the process receives at once, across every request.
+pub const BODY_BUDGET_BYTES: usize = 256 << 20;
+
+/// The budget is counted in KiB, so that a permit count fits any semaphore.
+const BUDGET_UNIT: usize = 1 << 10;
+
+/// The process-wide budget of body bytes being received, shared by every request of a router.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    /// A budget of `bytes`.
+    pub(crate) fn new(bytes: usize) -> Self {
+        Self(Arc::new(Semaphore::new(bytes.div_ceil(BUDGET_UNIT))))
+    }
+}
+
+/// A request body of an endpoint that needs an API key: read (up to [`MAX_BODY_BYTES`]) only
+/// once the key is known to be an enabled client's; otherwise the 401 comes first, as plain
+/// text on the v1 identity map as upstream, else `{"status":"unauthorized"}`. Roles are the
+/// handler's to check.
+pub struct LimitedBody(pub Bytes);
+
+impl FromRequest<Arc<Operator>> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, op: &Arc<Operator>) -> Result<Self, Self::Rejection> {
+        let known = api_key(req.headers())
+            .and_then(|key| op.snapshot().clients.find(key).cloned())
+            .is_some_and(|client| !client.disabled);
+        if !known {
+            return Err(if req.uri().path().starts_with("/v1/") {
+                ApiError::unauthorized_text()
+            } else {
+                ApiError::unauthorized()
+            });
+        }
+        read(req, MAX_BODY_BYTES).await.map(LimitedBody)
+    }
+}
+
+/// A request body of an endpoint anyone may call, read up to [`MAX_PUBLIC_BODY_BYTES`].
+pub struct PublicBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for PublicBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read(req, MAX_PUBLIC_BODY_BYTES).await.map(PublicBody)
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ResponseStatus::ClientError,
+        format!("Request body larger than {limit} bytes"),
+    )
+}
+
+/// Reads the body, at most `limit` bytes, within the router's [`BodyBudget`]: the bytes it may
+/// take (as declared by `Content-Length`, else `limit`) are reserved before the first is read
+/// and given back once the last has arrived.
+async fn read(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = match req.headers().get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| ApiError::client_error("Invalid body: bad Content-Length"))?,
+        ),
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let reserve = declared.unwrap_or(limit);
+    let budget = req.extensions().get::<BodyBudget>().cloned();
+    let _reserved = match &budget {
+        // An empty body costs nothing to receive.
+        Some(BodyBudget(semaphore)) if reserve > 0 => {
+            let units = u32::try_from(reserve.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
+            Some(
+                semaphore
+                    .acquire_many(units)
+                    .await
+                    .expect("the budget is never closed"),
+            )
+        }
+        _ => None,
+    };
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            if is_length_limit(&e) {
+                too_large(limit)
+            } else {
+                ApiError::client_error(format!("Invalid body: {e}"))
+            }
+        })
+}
+
+/// Whether a body error (anywhere in its chain) is the length limit being hit.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}

@@ -1,0 +1,121 @@
+//! Request bodies are memory held for as long as their senders take: a key that is no client's
+//! is refused before its body is read, the endpoints anyone may call take small bodies only, and
+//! the bodies being received at once share one budget, so senders that stall can delay other
+//! requests (each until its timeout, a retryable 503) but never exhaust the operator's memory.
+
+mod common;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use common::TestOperator;
+use http_body::Frame;
+use tower::ServiceExt;
+use uid2_operator::OperatorConfig;
+use uid2_operator::http::{BODY_BUDGET_BYTES, MAX_BODY_BYTES, MAX_PUBLIC_BODY_BYTES};
+
+/// A body whose sender never sends a byte.
+struct Stalled;
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+}
+
+fn stalled_request(path: &str, api_key: &str, declared: usize) -> http::Request<Body> {
+    http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("Authorization", format!("Bearer {api_key}"))
+        .header("Content-Length", declared.to_string())
+        .body(Body::new(Stalled))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_that_is_no_clients_is_refused_before_its_body_is_read() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    for path in ["/v2/token/generate", "/v2/identity/map", "/v2/key/sharing"] {
+        let request = stalled_request(path, "UID2-C-L-999-nobody.xxxxxxxx", MAX_BODY_BYTES);
+        let response =
+            tokio::time::timeout(Duration::from_secs(5), t.router.clone().oneshot(request))
+                .await
+                .expect("answered without waiting for the body")
+                .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    // The v1 identity map keeps its plain-text refusal.
+    let request = stalled_request("/v1/identity/map", "nobody", 100);
+    let response = tokio::time::timeout(Duration::from_secs(5), t.router.clone().oneshot(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["content-type"], "text/plain");
+}
+
+#[tokio::test]
+async fn endpoints_anyone_may_call_take_small_bodies() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    for path in ["/v2/token/refresh", "/v2/token/client-generate"] {
+        let reply = t
+            .send("POST", path, &[], vec![b'A'; MAX_PUBLIC_BODY_BYTES + 1])
+            .await;
+        assert_eq!(reply.status, 413, "{path}: {reply:?}");
+        assert_eq!(reply.json()["status"], "client_error");
+    }
+    // At the limit the body is read, and judged for what it is.
+    let reply = t
+        .send(
+            "POST",
+            "/v2/token/refresh",
+            &[],
+            vec![b'A'; MAX_PUBLIC_BODY_BYTES],
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+}
+
+#[tokio::test]
+async fn stalled_senders_delay_other_requests_but_hold_no_more_than_the_budget() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    // Enough stalled 1 MiB bodies, from a real client, to reserve the whole budget.
+    let stalled: Vec<_> = (0..BODY_BUDGET_BYTES / MAX_BODY_BYTES)
+        .map(|_| {
+            let router = t.router.clone();
+            let request = stalled_request("/v2/identity/map", &t.mapper.api_key, MAX_BODY_BYTES);
+            tokio::spawn(router.oneshot(request))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(stalled.iter().all(|s| !s.is_finished()));
+
+    let generate = t.call(
+        &t.publisher,
+        "/v2/token/generate",
+        serde_json::json!({"email": "waiting@example.com"}),
+    );
+    tokio::pin!(generate);
+    tokio::select! {
+        answer = &mut generate => panic!("read a body beyond the budget: {answer:?}"),
+        () = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    // One stalled sender gone (its connection closed) frees enough for the waiting request.
+    stalled[0].abort();
+    let served = generate.await.unwrap();
+    assert_eq!(served["status"], "success");
+    for request in &stalled {
+        request.abort();
+    }
+}
