@@ -291,7 +291,7 @@ pub async fn ensure_initialized(
     }
 }
 
-/// Adds a client.
+/// Adds a client of an existing site.
 pub async fn add_client(
     store: &dyn Store,
     config: &OperatorConfig,
@@ -311,10 +311,28 @@ pub async fn add_client(
             "site ids of clients are positive".into(),
         ));
     }
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(AdminError::Invalid(
+            "a client's name is some text on one line".into(),
+        ));
+    }
+    // Checked here for a clear answer; the store's unique constraint settles a race.
+    if store.clients().await?.iter().any(|c| c.name == name) {
+        return Err(AdminError::Invalid(format!(
+            "a client named {name:?} already exists"
+        )));
+    }
     let pepper = store
         .meta("api_key_pepper")
         .await?
         .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
+    // A client of no site would mint tokens under the fallback publisher key that no site
+    // owns, and no one could tell whose they are.
+    if !store.sites().await?.iter().any(|s| s.id == site_id) {
+        return Err(AdminError::Invalid(format!(
+            "no site {site_id}: add it first (uid2 site add --id {site_id} --name …)"
+        )));
+    }
     let client = make_client(&pepper, config, name, site_id, roles, now_ms / 1000, rng);
     store.insert_client(&client.record).await?;
     Ok(client)

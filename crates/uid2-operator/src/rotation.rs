@@ -81,6 +81,15 @@ pub async fn key_retention(store: &dyn Store) -> Result<Duration, StoreError> {
 /// How long before use a rotated key is published unless told otherwise: an hour.
 pub const DEFAULT_ACTIVATION_LEAD: Duration = Duration::from_secs(3_600);
 
+/// The longest activation lead or retention a rotation honours, in seconds: a century, which is
+/// "forever" for keys. Longer ones (`u64::MAX` meant as "keep them all") are taken as this
+/// rather than overflowing key times.
+pub const MAX_POLICY_SECS: u64 = 100 * 365 * 86_400;
+
+fn policy_secs(d: Duration) -> i64 {
+    d.as_secs().min(MAX_POLICY_SECS) as i64
+}
+
 /// How keys rotate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyRotationPolicy {
@@ -134,7 +143,7 @@ pub async fn rotate_keys(
     let now_s = now_ms / 1000;
     let keysets = store.keysets().await?;
     let keys = store.keys().await?;
-    let activates = now_s + policy.activation_lead.as_secs() as i64;
+    let activates = now_s + policy_secs(policy.activation_lead);
     let add = keysets
         .iter()
         .filter(|k| k.enabled)
@@ -142,7 +151,7 @@ pub async fn rotate_keys(
         .collect();
     // Computed from a read outside the write: safe, because new keys always activate after
     // every key that can be superseded, so a concurrent rotation never changes this answer.
-    let removed = superseded_keys(&keys, now_s, policy.retention.as_secs() as i64);
+    let removed = superseded_keys(&keys, now_s, policy_secs(policy.retention));
     let change = KeyChange {
         add,
         remove: removed.clone(),

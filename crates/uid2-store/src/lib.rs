@@ -130,7 +130,8 @@ pub trait Store: Send + Sync + 'static {
     async fn clients(&self) -> Result<Vec<ClientRecord>>;
     /// Adds a client.
     async fn insert_client(&self, client: &ClientRecord) -> Result<()>;
-    /// Disables or enables the client named by key id or name; returns whether one matched.
+    /// Disables or enables the client with this key id or, if none has it, the one with this
+    /// name; returns whether one matched.
     async fn set_client_disabled(&self, key_id_or_name: &str, disabled: bool) -> Result<bool>;
 
     /// Every site.
@@ -244,7 +245,10 @@ async fn open_url(url: &str, setup: Setup) -> Result<Option<Arc<dyn Store>>> {
         return Err(StoreError::BadUrl(url.to_owned()));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
-    if path.is_empty() || path.contains("://") {
+    // `sqlite:x.db` (one colon, no slashes) and `?mode=…` parameters are URL forms other tools
+    // take: read as a file name they would create a file called `sqlite:x.db` or `x.db?mode=…`.
+    if path.is_empty() || path.contains("://") || path.starts_with("sqlite:") || path.contains('?')
+    {
         return Err(StoreError::BadUrl(url.to_owned()));
     }
     let store = SqliteStore::open_with(path, setup).await?;

@@ -14,7 +14,7 @@ async fn sqlite_store_honours_the_contract() {
     // Reopening sees the same data (and does not migrate twice).
     drop(store);
     let again = open(&url).await.unwrap();
-    assert_eq!(again.clients().await.unwrap().len(), 2);
+    assert_eq!(again.clients().await.unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -93,4 +93,38 @@ async fn bad_urls_are_refused() {
         Err(StoreError::BadUrl(_))
     ));
     assert!(matches!(open("").await, Err(StoreError::BadUrl(_))));
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().display();
+    for url in [
+        format!("sqlite:{here}/a.db"),
+        format!("sqlite://{here}/b.db?mode=rwc"),
+    ] {
+        assert!(
+            matches!(open(&url).await, Err(StoreError::BadUrl(_))),
+            "{url}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a refused URL created a file"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("nested");
+    let path = nested.join("uid2.db");
+    let store = open(&format!("sqlite://{}", path.display())).await.unwrap();
+    // A write, so that the write-ahead log exists too.
+    store.initialize(&common::initial()).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&nested), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    let wal = nested.join("uid2.db-wal");
+    assert!(wal.exists());
+    assert_eq!(mode(&wal), 0o600);
 }

@@ -21,7 +21,7 @@ async fn postgres_store_honours_the_contract() {
     common::exercise(store.as_ref()).await;
     // A second connection (another operator) migrates nothing and sees the same data.
     let again = open(&url).await.unwrap();
-    assert_eq!(again.clients().await.unwrap().len(), 2);
+    assert_eq!(again.clients().await.unwrap().len(), 3);
     assert_eq!(
         again.generations().await.unwrap(),
         store.generations().await.unwrap()

@@ -42,14 +42,14 @@ pub(crate) enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Disables a client (by name or key id): its key is refused from the next sync on.
+    /// Disables a client: its key is refused from the next sync on.
     Disable {
-        /// Name or key id.
+        /// Key id (as `client list` shows it), name, or the API key itself.
         client: String,
     },
     /// Enables a disabled client again.
     Enable {
-        /// Name or key id.
+        /// Key id (as `client list` shows it), name, or the API key itself.
         client: String,
     },
 }
@@ -57,7 +57,8 @@ pub(crate) enum ClientCommand {
 /// `uid2 site …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum SiteCommand {
-    /// Adds (or updates) a site; a new site gets its own keyset.
+    /// Adds a site (it gets its own keyset), or updates one: its name, domains and app names
+    /// become those given.
     Add {
         /// Site id (above 2).
         #[arg(long)]
@@ -297,11 +298,18 @@ pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Resul
 }
 
 async fn set_disabled(store: &dyn Store, client: &str, disabled: bool) -> Result<()> {
-    if !store.set_client_disabled(client, disabled).await? {
-        bail!("no client named {client:?}");
-    }
+    // The whole API key names its client too: its key id is the part before the dot (and the
+    // rest, the secret part, is never echoed).
+    let named = if store.set_client_disabled(client, disabled).await? {
+        client
+    } else {
+        match client.split_once('.') {
+            Some((key_id, _)) if store.set_client_disabled(key_id, disabled).await? => key_id,
+            _ => bail!("no client with that key id, name or API key"),
+        }
+    };
     println!(
-        "client {client} {}",
+        "client {named} {}",
         if disabled { "disabled" } else { "enabled" }
     );
     Ok(())
@@ -316,16 +324,25 @@ pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()
             domains,
             app_names,
         } => {
+            let existing = store.sites().await?.into_iter().find(|s| s.id == id);
             let site = SiteRecord {
                 id,
                 name: name.clone(),
                 enabled: true,
                 domain_names: domains,
                 app_names,
-                created_s: now_ms() / 1000,
+                created_s: existing.as_ref().map_or(now_ms() / 1000, |s| s.created_s),
             };
-            admin::add_site(store.as_ref(), site, now_ms(), &mut rand::rng()).await?;
-            println!("site {id} ({name}) saved");
+            admin::add_site(store.as_ref(), site.clone(), now_ms(), &mut rand::rng()).await?;
+            match existing {
+                None => println!("site {id} ({name}) added"),
+                // An update replaces the allow-lists: say so, since a domain left out of the
+                // command is one client-side generation now refuses.
+                Some(old) => println!(
+                    "site {id} ({name}) updated: domains {:?} -> {:?}, app names {:?} -> {:?}",
+                    old.domain_names, site.domain_names, old.app_names, site.app_names
+                ),
+            }
         }
         SiteCommand::List { json } => {
             let sites = store.sites().await?;

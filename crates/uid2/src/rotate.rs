@@ -7,8 +7,8 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use uid2_operator::now_ms;
 use uid2_operator::rotation::{
-    DEFAULT_ACTIVATION_LEAD, KeyRotationPolicy, RETENTION_MARGIN, SaltFraction, key_retention,
-    rotate_keys, rotate_salts,
+    DEFAULT_ACTIVATION_LEAD, KeyRotationPolicy, MAX_POLICY_SECS, RETENTION_MARGIN, SaltFraction,
+    key_retention, rotate_keys, rotate_salts,
 };
 use uid2_store::{Claim, Store};
 
@@ -23,12 +23,14 @@ pub(crate) enum KeysCommand {
     /// Adds a new key to every keyset (active after the lead time) and removes long-superseded ones.
     Rotate {
         /// Seconds before the new keys are used, so every operator and SDK holds them first.
-        #[arg(long, default_value_t = DEFAULT_ACTIVATION_LEAD.as_secs())]
+        #[arg(long, default_value_t = DEFAULT_ACTIVATION_LEAD.as_secs(),
+              value_parser = clap::value_parser!(u64).range(..=MAX_POLICY_SECS))]
         activation_lead: u64,
-        /// Seconds a superseded key is kept after its successor activates. Default: the longest
-        /// token lifetime any operator on this store issues (they record it when they start),
-        /// at least the production 30 days, plus one day.
-        #[arg(long)]
+        /// Seconds a superseded key is kept after its successor activates (at least the longest
+        /// token lifetime; at most a century). Default: the longest token lifetime any operator
+        /// on this store issues (they record it when they start), at least the production 30
+        /// days, plus one day.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(..=MAX_POLICY_SECS))]
         retention: Option<u64>,
     },
 }
@@ -79,10 +81,22 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
             activation_lead,
             retention,
         } => {
+            let needed = key_retention(store.as_ref()).await?;
             let (retention, why) = match retention {
-                Some(s) => (Duration::from_secs(s), "--retention".to_owned()),
+                Some(s) => {
+                    let lifetime = needed.saturating_sub(RETENTION_MARGIN);
+                    if Duration::from_secs(s) < lifetime {
+                        bail!(
+                            "--retention {s} would remove keys that still protect live tokens: \
+                             the operators on this store issue tokens that live {} s; keep keys \
+                             at least that long",
+                            lifetime.as_secs()
+                        );
+                    }
+                    (Duration::from_secs(s), "--retention".to_owned())
+                }
                 None => (
-                    key_retention(store.as_ref()).await?,
+                    needed,
                     format!(
                         "the longest token lifetime the operators recorded, plus {} h; \
                          --retention to choose",

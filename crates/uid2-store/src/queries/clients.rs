@@ -52,7 +52,9 @@ pub(crate) async fn insert(conn: &mut impl Conn, c: &ClientRecord) -> Result<()>
     bump(conn, StateKind::Clients).await
 }
 
-/// Disables or enables the client named by key id or name; returns whether one matched.
+/// Disables or enables the client with this key id or, if none has it, the one with this name
+/// (names are unique): never two clients, even when one's name is another's key id. Returns
+/// whether one matched.
 pub(crate) async fn set_disabled(
     conn: &mut impl Conn,
     key_id_or_name: &str,
@@ -60,7 +62,8 @@ pub(crate) async fn set_disabled(
 ) -> Result<bool> {
     let n = conn
         .execute(
-            "UPDATE clients SET disabled = $1 WHERE key_id = $2 OR name = $2",
+            "UPDATE clients SET disabled = $1 WHERE key_id = $2 \
+             OR (name = $2 AND NOT EXISTS (SELECT 1 FROM clients WHERE key_id = $2))",
             &[Param::Bool(disabled), Param::Text(key_id_or_name)],
         )
         .await?;

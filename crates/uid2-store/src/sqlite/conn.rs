@@ -43,20 +43,47 @@ fn run_now<T>(work: impl Future<Output = T>) -> T {
     }
 }
 
+/// Creates missing directories, readable by their owner only (on Unix).
+fn private_dir_builder() -> std::fs::DirBuilder {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+}
+
+/// Creates the file empty, readable and writable by its owner only (on Unix), unless it exists.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The connection of a store, shared by its calls one at a time.
 #[derive(Clone)]
 pub(super) struct Shared(Arc<Mutex<Connection>>);
 
 impl Shared {
-    /// Opens (creating the file and its directory if needed) the database at `path`.
+    /// Opens (creating the file and its directory if needed) the database at `path`. What it
+    /// creates only its owner may read: the store holds client secrets and every key.
     pub(super) fn open(path: &str) -> Result<Self> {
         if let Some(dir) = Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir)
+            private_dir_builder()
+                .create(dir)
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
+        create_private_file(Path::new(path))
+            .map_err(|e| StoreError::Unavailable(format!("creating {path}: {e}")))?;
+        // SQLite gives the -wal and -shm files the database file's permissions.
         let conn = Connection::open(path).map_err(sql_err)?;
         // The CLI and a running operator may write at once: wait for the lock, do not fail.
         conn.busy_timeout(std::time::Duration::from_secs(10))

@@ -204,6 +204,43 @@ pub async fn exercise(store: &dyn Store) {
     let clients = store.clients().await.unwrap();
     assert_eq!(clients.len(), 2);
     assert!(clients.iter().any(|c| c.name == "second" && c.disabled));
+    // A client named after another's key id: the key id names exactly one client.
+    let mut impostor = client("impostor", 4);
+    impostor.name = "UID2-C-L-10-second".into();
+    store.insert_client(&impostor).await.unwrap();
+    assert!(
+        store
+            .set_client_disabled("UID2-C-L-10-second", false)
+            .await
+            .unwrap()
+    );
+    let clients = store.clients().await.unwrap();
+    assert!(clients.iter().any(|c| c.name == "second" && !c.disabled));
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.key_id == "UID2-C-L-10-impostor" && !c.disabled)
+    );
+    store
+        .set_client_disabled("UID2-C-L-10-second", true)
+        .await
+        .unwrap();
+    let clients = store.clients().await.unwrap();
+    assert!(clients.iter().any(|c| c.name == "second" && c.disabled));
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.key_id == "UID2-C-L-10-impostor" && !c.disabled),
+        "only the client with that key id"
+    );
+    // By name, when no key id matches.
+    assert!(
+        store
+            .set_client_disabled("UID2-C-L-10-second", false)
+            .await
+            .unwrap()
+    );
+    assert!(store.set_client_disabled("second", true).await.unwrap());
     assert!(store.generations().await.unwrap().clients > g1.clients);
 
     // Sites upsert.

@@ -1,0 +1,185 @@
+//! Admin commands refuse what would quietly harm a running deployment: a client of no site, key
+//! rotation settings that overflow or drop keys live tokens need, and a disable that could hit
+//! a second client.
+
+mod support;
+
+use std::process::Output;
+
+use serde_json::Value;
+use support::{add_client, cli, init};
+
+fn store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    init(&store);
+    (dir, store)
+}
+
+fn refused(store: &str, args: &[&str]) -> String {
+    let out: Output = support::run(store, &[], args);
+    assert!(
+        !out.status.success(),
+        "uid2 {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_client_needs_an_existing_site() {
+    let (_dir, store) = store();
+    let stderr = refused(
+        &store,
+        &[
+            "client",
+            "add",
+            "--name",
+            "stray",
+            "--site-id",
+            "12345",
+            "--roles",
+            "generator",
+        ],
+    );
+    assert!(stderr.contains("no site 12345"), "{stderr}");
+    let clients: Value = serde_json::from_str(&cli(&store, &["client", "list", "--json"])).unwrap();
+    assert!(
+        clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "stray")
+    );
+    // Names: one line of text, one client each.
+    cli(
+        &store,
+        &["site", "add", "--id", "1001", "--name", "Publisher"],
+    );
+    add_client(&store, "publisher", 1001, "generator");
+    for (name, message) in [
+        ("publisher", "already exists"),
+        ("", "one line"),
+        ("two\nlines", "one line"),
+    ] {
+        let stderr = refused(
+            &store,
+            &[
+                "client",
+                "add",
+                "--name",
+                name,
+                "--site-id",
+                "1001",
+                "--roles",
+                "mapper",
+            ],
+        );
+        assert!(stderr.contains(message), "{name:?}: {stderr}");
+    }
+}
+
+#[test]
+fn key_rotation_refuses_settings_that_would_lose_keys() {
+    let (_dir, store) = store();
+    let before = cli(&store, &["keys", "list"]);
+    // `u64::MAX` meant as "forever" would have wrapped to a negative retention and removed the
+    // keys in use; a lead that large, to keys activating before they were made.
+    for args in [
+        ["keys", "rotate", "--retention", "18446744073709551615"],
+        ["keys", "rotate", "--activation-lead", "9223372036854775807"],
+    ] {
+        let stderr = refused(&store, &args);
+        assert!(stderr.contains("not in"), "{args:?}: {stderr}");
+    }
+    // Shorter than the tokens the operators issue live (30 days by default).
+    let stderr = refused(&store, &["keys", "rotate", "--retention", "0"]);
+    assert!(stderr.contains("live tokens"), "{stderr}");
+    assert_eq!(
+        cli(&store, &["keys", "list"]),
+        before,
+        "nothing was rotated"
+    );
+    // A century is "forever", and accepted.
+    let rotated = cli(&store, &["keys", "rotate", "--retention", "3153600000"]);
+    assert!(rotated.contains("removed []"), "{rotated}");
+}
+
+#[test]
+fn disable_names_exactly_one_client() {
+    let (_dir, store) = store();
+    cli(
+        &store,
+        &["site", "add", "--id", "1001", "--name", "Publisher"],
+    );
+    let publisher = add_client(&store, "publisher", 1001, "generator");
+    let key_id = publisher.key.split_once('.').unwrap().0.to_owned();
+    // Another client named after the publisher's key id.
+    add_client(&store, &key_id, 1001, "mapper");
+    let state = || -> Vec<(String, bool)> {
+        let list: Value =
+            serde_json::from_str(&cli(&store, &["client", "list", "--json"])).unwrap();
+        let mut out: Vec<(String, bool)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["key_id"].as_str().unwrap().to_owned(),
+                    c["disabled"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let disabled = |state: &[(String, bool)]| -> Vec<String> {
+        state
+            .iter()
+            .filter(|(_, d)| *d)
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+
+    cli(&store, &["client", "disable", &key_id]);
+    assert_eq!(
+        disabled(&state()),
+        [key_id.as_str()],
+        "the key id's client only"
+    );
+    cli(&store, &["client", "enable", &key_id]);
+    assert!(disabled(&state()).is_empty());
+
+    // The API key itself names its client, and its secret part is never echoed.
+    let printed = cli(&store, &["client", "disable", &publisher.key]);
+    assert_eq!(disabled(&state()), [key_id.as_str()]);
+    let secret_part = publisher.key.split_once('.').unwrap().1;
+    assert!(!printed.contains(secret_part), "{printed}");
+
+    let stderr = refused(&store, &["client", "disable", "nobody"]);
+    assert!(stderr.contains("no client"), "{stderr}");
+}
+
+#[test]
+fn updating_a_site_says_which_domains_it_loses() {
+    let (_dir, store) = store();
+    let added = cli(
+        &store,
+        &[
+            "site",
+            "add",
+            "--id",
+            "1000",
+            "--name",
+            "Pub A",
+            "--domain",
+            "example.com",
+        ],
+    );
+    assert!(added.contains("site 1000 (Pub A) added"), "{added}");
+    let updated = cli(&store, &["site", "add", "--id", "1000", "--name", "Pub A2"]);
+    assert!(
+        updated.contains(r#"domains ["example.com"] -> []"#),
+        "{updated}"
+    );
+}
