@@ -1,13 +1,13 @@
 //! Bucket ids as the API reports them: `id_prefix` followed by the Hashids encoding of the
 //! numeric bucket id under the operator's `id_secret` (minimum length 9, default alphabet).
 
-use harsh::Harsh;
+use super::hashids::Hashids;
 
 /// Turns numeric bucket ids into the strings `/v2/identity/map` and `/v2/identity/buckets` show.
 #[derive(Debug, Clone)]
 pub struct BucketIdEncoder {
     prefix: String,
-    hashids: Harsh,
+    hashids: Hashids,
 }
 
 /// The Hashids minimum length the official operator uses.
@@ -16,11 +16,7 @@ const MIN_LENGTH: usize = 9;
 impl BucketIdEncoder {
     /// An encoder for `prefix` and `secret`.
     pub fn new(prefix: &str, secret: &str) -> Self {
-        let hashids = Harsh::builder()
-            .salt(secret)
-            .length(MIN_LENGTH)
-            .build()
-            .expect("the default Hashids alphabet with any salt is valid");
+        let hashids = Hashids::new(secret.as_bytes(), MIN_LENGTH);
         Self {
             prefix: prefix.to_owned(),
             hashids,
@@ -29,8 +25,9 @@ impl BucketIdEncoder {
 
     /// The string id of bucket `id`.
     pub fn encode(&self, id: u32) -> String {
-        let mut out = self.prefix.clone();
-        out.push_str(&self.hashids.encode(&[u64::from(id)]));
+        let mut out = String::with_capacity(self.prefix.len() + MIN_LENGTH);
+        out.push_str(&self.prefix);
+        self.hashids.encode_into(u64::from(id), &mut out);
         out
     }
 }

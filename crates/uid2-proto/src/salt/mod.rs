@@ -11,6 +11,7 @@
 
 pub mod bucket_id;
 pub mod file;
+mod hashids;
 pub mod table;
 
 use std::fmt;
