@@ -180,9 +180,9 @@ impl Salts {
         FirstLevelHash::compute(identity, &self.first_level_salt)
     }
 
-    /// The `bucket_id` string of the bucket at `index`, as identity map reports it.
-    pub fn bucket_id(&self, index: usize) -> String {
-        self.bucket_ids.encode(self.table.bucket(index).id)
+    /// The `bucket_id` string of the bucket with numeric id `id`, as identity map reports it.
+    pub fn bucket_id(&self, id: u32) -> String {
+        self.bucket_ids.encode(id)
     }
 }
 

@@ -222,6 +222,63 @@ async fn the_legacy_api_respects_opt_outs_and_can_be_turned_off() {
 }
 
 #[tokio::test]
+async fn a_long_map_answers_each_identity_as_a_map_of_it_alone() {
+    // Long lists are mapped in chunks (identity_service::map_many): opt-outs, invalid input
+    // and chunk edges must not shift any answer.
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let emails: Vec<String> = (0..37)
+        .map(|i| {
+            if i == 20 {
+                "not an email".to_owned()
+            } else {
+                format!("listed{i}@example.com")
+            }
+        })
+        .collect();
+    for i in [0, 15, 16, 36] {
+        let logout = t
+            .call(
+                &t.optout,
+                "/v2/token/logout",
+                serde_json::json!({ "email": emails[i] }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(logout["status"], "success");
+    }
+    let all = t
+        .call(
+            &t.mapper,
+            "/v3/identity/map",
+            serde_json::json!({ "email": emails }),
+        )
+        .await
+        .unwrap();
+    let answers = all["body"]["email"].as_array().unwrap();
+    assert_eq!(answers.len(), emails.len());
+    for (email, answer) in emails.iter().zip(answers) {
+        let alone = t
+            .call(
+                &t.mapper,
+                "/v3/identity/map",
+                serde_json::json!({ "email": [email] }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer, &alone["body"]["email"][0], "{email}");
+    }
+    let reasons: Vec<Option<&str>> = answers.iter().map(|a| a["e"].as_str()).collect();
+    for (i, reason) in reasons.iter().enumerate() {
+        let expected = match i {
+            0 | 15 | 16 | 36 => Some("optout"),
+            20 => Some("invalid identifier"),
+            _ => None,
+        };
+        assert_eq!(*reason, expected, "{i}");
+    }
+}
+
+#[tokio::test]
 async fn a_logout_the_store_cannot_take_is_a_503_that_says_when_to_retry() {
     let mut outage = None;
     let t = TestOperator::start_wrapped(OperatorConfig::default(), |store| {

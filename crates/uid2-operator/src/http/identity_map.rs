@@ -26,12 +26,31 @@ use uid2_store::Role;
 use super::input::v2_map_input;
 use super::v2::V2Request;
 use super::{ApiError, LimitedBody};
-use crate::identity_service;
+use crate::identity_service::{self, Mapped};
 use crate::snapshot::Snapshot;
 use crate::{Operator, now_ms};
 
 const REASON_OPTOUT: &str = "optout";
 const REASON_INVALID: &str = "invalid identifier";
+
+/// Each item of a list, in order: `None` if it is no valid identity, else the identity and its
+/// mapping (`None` if opted out). The valid ones are mapped together
+/// ([`identity_service::map_many`]).
+fn map_list<'a>(
+    snap: &Snapshot,
+    field: IdentityField,
+    items: impl Iterator<Item = &'a str>,
+) -> Vec<Option<(HashedIdentity, Option<Mapped>)>> {
+    let parsed: Vec<Option<HashedIdentity>> = items
+        .map(|item| HashedIdentity::from_field(field, item).ok())
+        .collect();
+    let valid: Vec<HashedIdentity> = parsed.iter().flatten().copied().collect();
+    let mut mapped = identity_service::map_many(snap, &valid).into_iter();
+    parsed
+        .into_iter()
+        .map(|p| p.map(|identity| (identity, mapped.next().expect("one per valid identity"))))
+        .collect()
+}
 
 /// Maps a v2 list, opt-outs respected (`unmapped` with reason `optout`), input order kept.
 pub(crate) fn map_v2_list(
@@ -40,19 +59,20 @@ pub(crate) fn map_v2_list(
     items: Vec<String>,
 ) -> IdentityMapV2Response {
     let mut out = IdentityMapV2Response::default();
-    for identifier in items {
-        let Ok(identity) = HashedIdentity::from_field(field, &identifier) else {
+    let results = map_list(snap, field, items.iter().map(String::as_str));
+    for (identifier, result) in items.into_iter().zip(results) {
+        let Some((_, result)) = result else {
             out.unmapped.push(UnmappedIdentityV2 {
                 identifier,
                 reason: REASON_INVALID.into(),
             });
             continue;
         };
-        match identity_service::map(snap, &identity) {
+        match result {
             Some(m) => out.mapped.push(MappedIdentityV2 {
                 identifier,
                 advertising_id: m.raw_uid.to_base64(),
-                bucket_id: snap.salts.bucket_id(m.bucket_index),
+                bucket_id: snap.salts.bucket_id(m.bucket_id),
             }),
             None => out.unmapped.push(UnmappedIdentityV2 {
                 identifier,
@@ -87,15 +107,15 @@ fn map_v3_list(
     now: i64,
 ) -> Vec<IdentityMapV3Entry> {
     let settings = snap.config.raw_uid_settings();
-    items
-        .iter()
-        .map(|item| {
-            let Ok(identity) = HashedIdentity::from_field(field, item) else {
+    map_list(snap, field, items.iter().map(String::as_str))
+        .into_iter()
+        .map(|result| {
+            let Some((identity, result)) = result else {
                 return IdentityMapV3Entry::Unmapped {
                     e: REASON_INVALID.into(),
                 };
             };
-            match identity_service::map(snap, &identity) {
+            match result {
                 None => IdentityMapV3Entry::Unmapped {
                     e: REASON_OPTOUT.into(),
                 },

@@ -159,7 +159,7 @@ pub(super) async fn map_one(
     Ok(success(&MappedIdentityV2 {
         identifier,
         advertising_id: mapped.raw_uid.to_base64(),
-        bucket_id: snap.salts.bucket_id(mapped.bucket_index),
+        bucket_id: snap.salts.bucket_id(mapped.bucket_id),
     }))
 }
 
