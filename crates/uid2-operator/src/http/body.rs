@@ -17,6 +17,7 @@ use uid2_proto::wire::ResponseStatus;
 
 use super::{ApiError, api_key};
 use crate::Operator;
+use crate::clients::Client;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -45,24 +46,30 @@ impl BodyBudget {
 /// A request body of an endpoint that needs an API key: read (up to [`MAX_BODY_BYTES`]) only
 /// once the key is known to be an enabled client's; otherwise the 401 comes first, as plain
 /// text on the v1 identity map as upstream, else `{"status":"unauthorized"}`. Roles are the
-/// handler's to check.
-pub struct LimitedBody(pub Bytes);
+/// handler's to check, on the client found here (the key is looked up once per request).
+pub struct LimitedBody {
+    /// The body.
+    pub bytes: Bytes,
+    /// The enabled client whose API key the request carries.
+    pub client: Arc<Client>,
+}
 
 impl FromRequest<Arc<Operator>> for LimitedBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, op: &Arc<Operator>) -> Result<Self, Self::Rejection> {
-        let known = api_key(req.headers())
+        let client = api_key(req.headers())
             .and_then(|key| op.snapshot().clients.find(key).cloned())
-            .is_some_and(|client| !client.disabled);
-        if !known {
+            .filter(|client| !client.disabled);
+        let Some(client) = client else {
             return Err(if req.uri().path().starts_with("/v1/") {
                 ApiError::unauthorized_text()
             } else {
                 ApiError::unauthorized()
             });
-        }
-        read(req, MAX_BODY_BYTES).await.map(LimitedBody)
+        };
+        let bytes = read(req, MAX_BODY_BYTES).await?;
+        Ok(LimitedBody { bytes, client })
     }
 }
 

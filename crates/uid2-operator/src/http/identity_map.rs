@@ -87,7 +87,7 @@ pub(crate) fn map_v2_list(
 pub(super) async fn map_v2(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
     let (field, items) = v2_map_input(req.fields())?;
@@ -143,7 +143,7 @@ fn map_v3_list(
 pub(super) async fn map_v3(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let mut req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
     // Only an empty payload is refused here, as the official operator checks its JSON object
@@ -178,7 +178,7 @@ pub(super) async fn map_v3(
 pub(super) async fn buckets(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
     // Read as upstream reads it (`getString`): any value that is not a date-time string, a
@@ -214,7 +214,7 @@ pub(super) async fn buckets(
 pub(super) async fn optout_status(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let mut req = V2Request::open(
         &op,

@@ -82,7 +82,7 @@ fn site_data(snap: &Snapshot, keys: &[&Key]) -> Vec<SiteData> {
 pub(super) async fn sharing(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Sharer, Role::IdReader])?;
     let snap = &req.snap;
@@ -123,7 +123,7 @@ pub(super) async fn sharing(
 pub(super) async fn bidstream(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::IdReader])?;
     let snap = &req.snap;
@@ -144,7 +144,7 @@ pub(super) async fn bidstream(
 pub(super) async fn latest(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::IdReader])?;
     if req.client.site_id <= 2 {

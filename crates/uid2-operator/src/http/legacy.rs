@@ -166,15 +166,17 @@ pub(super) async fn map_one(
 /// `POST /v1/identity/map`: a plain-JSON v2 map request, mapped and answered on the batch pool.
 pub(super) async fn map_many(
     State(op): State<Arc<Operator>>,
-    headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let snap = op.snapshot();
-    let client = authorize(&snap, &headers, Role::Mapper, ApiError::unauthorized_text)?;
-    let fields: Map<String, Value> = if body.is_empty() {
+    let LimitedBody { bytes, client } = body;
+    if !client.roles.has_any(&[Role::Mapper]) {
+        return Err(ApiError::unauthorized_text());
+    }
+    let fields: Map<String, Value> = if bytes.is_empty() {
         Map::new()
     } else {
-        serde_json::from_slice(&body).map_err(|_| ApiError::client_error("Invalid JSON body"))?
+        serde_json::from_slice(&bytes).map_err(|_| ApiError::client_error("Invalid JSON body"))?
     };
     let (field, items) = v2_map_input(&fields)?;
     op.batch

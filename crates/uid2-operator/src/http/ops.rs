@@ -81,15 +81,12 @@ pub(super) async fn static_js(file: Result<Path<String>, PathRejection>) -> Resp
 
 /// `POST /ops/baseline?size=N`: reads the body and answers `N` bytes with no UID2 work, so the
 /// load generator can measure the HTTP stack alone in the same run as a real endpoint.
-pub(super) async fn baseline(
-    RawQuery(query): RawQuery,
-    LimitedBody(body): LimitedBody,
-) -> Response {
+pub(super) async fn baseline(RawQuery(query): RawQuery, body: LimitedBody) -> Response {
     let size = query
         .as_deref()
         .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("size=")))
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(body.len())
+        .unwrap_or(body.bytes.len())
         .min(1 << 20);
     ok("text/plain", vec![b'x'; size])
 }

@@ -28,7 +28,7 @@ use crate::{Operator, now_ms};
 pub(super) async fn generate(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Generator])?;
     let fields = req.fields();
@@ -156,7 +156,7 @@ pub(crate) fn refresh_envelope_error(e: RefreshEnvelopeError) -> ApiError {
 pub(super) async fn validate(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Generator])?;
     let fields = req.fields();
@@ -191,7 +191,7 @@ pub(crate) fn validate_token(
 pub(super) async fn logout(
     State(op): State<Arc<Operator>>,
     headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
+    body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Optout])?;
     let identity = single_identity(req.fields()).map_err(|_| {

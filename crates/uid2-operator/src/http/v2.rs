@@ -14,7 +14,7 @@ use uid2_proto::envelope::{EnvelopeError, open_request, seal_response};
 use uid2_proto::wire::ResponseStatus;
 use uid2_store::Role;
 
-use super::{ApiError, answer_json, api_key, is_binary, ok};
+use super::{ApiError, LimitedBody, answer_json, is_binary, ok};
 use crate::clients::Client;
 use crate::snapshot::Snapshot;
 use crate::{Operator, now_ms};
@@ -103,18 +103,20 @@ fn envelope_error(e: EnvelopeError, body: &[u8]) -> ApiError {
 static NO_FIELDS: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
 
 impl V2Request {
-    /// Authenticates (any of `roles`) and opens the envelope of a request.
+    /// Authorises (the body's client must have any of `roles`) and opens the envelope of a
+    /// request.
     pub(crate) fn open(
         operator: &Operator,
         headers: &HeaderMap,
-        body: &[u8],
+        body: &LimitedBody,
         roles: &[Role],
     ) -> Result<Self, ApiError> {
         let snap = operator.snapshot();
-        let client = api_key(headers)
-            .and_then(|key| snap.clients.authorize(key, roles))
+        let client = Some(&body.client)
+            .filter(|client| client.roles.has_any(roles))
             .cloned()
             .ok_or_else(ApiError::unauthorized)?;
+        let body = &body.bytes[..];
         let now = now_ms();
         let (opened, binary) = if is_binary(headers) {
             match open_request(body.to_vec(), &client.secret, now) {
