@@ -8,10 +8,13 @@
 //! into the base). Goals: load ≤ 3 s, lookup ≤ 200 ns, ≤ 40 B per entry; the three figures are
 //! printed together at the end.
 
+mod common;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use common::per_query;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -70,21 +73,6 @@ fn compact(index: &OptOutIndex) -> OptOutIndex {
         index = index.with_compacted_shards(&shards);
     }
     index.compacted(&compaction)
-}
-
-/// Mean time of `f` over every query, the median of three passes.
-fn per_query<T>(queries: &[T], mut f: impl FnMut(&T)) -> Duration {
-    let mut passes: Vec<Duration> = (0..3)
-        .map(|_| {
-            let started = Instant::now();
-            for q in queries {
-                f(black_box(q));
-            }
-            started.elapsed() / queries.len() as u32
-        })
-        .collect();
-    passes.sort();
-    passes[1]
 }
 
 fn bench(c: &mut Criterion) {

@@ -10,10 +10,13 @@
 //! baseline. Run it with `cargo bench -p uid2-operator --bench optout_index_scale` (about two
 //! minutes and 14 GB of memory at 100 M).
 
+mod common;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use common::per_query;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uid2_operator::optout::{OptOutIndex, OptOutIndexBuilder};
@@ -120,21 +123,6 @@ fn load_baseline(n: usize) -> (HashMap<[u8; 32], u32>, Duration) {
         spent += started.elapsed();
     }
     (map, spent)
-}
-
-/// Mean time of `f` over every query, the median of three passes.
-fn per_query<T>(queries: &[T], mut f: impl FnMut(&T)) -> Duration {
-    let mut passes: Vec<Duration> = (0..3)
-        .map(|_| {
-            let started = Instant::now();
-            for q in queries {
-                f(black_box(q));
-            }
-            started.elapsed() / queries.len() as u32
-        })
-        .collect();
-    passes.sort();
-    passes[1]
 }
 
 fn random_queries<const N: usize>(rng: &mut StdRng) -> Vec<[u8; N]> {

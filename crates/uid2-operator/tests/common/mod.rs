@@ -209,6 +209,16 @@ impl TestOperator {
         (base64_encode(&sealed).into_bytes(), nonce)
     }
 
+    /// Records the opt-out of `identity` (`{"email": …}` or another identity field) through
+    /// `/v2/token/logout`, as the opt-out portal does, and checks it was acknowledged.
+    pub async fn opt_out(&self, identity: serde_json::Value) {
+        let logout = self
+            .call(&self.optout, "/v2/token/logout", identity.clone())
+            .await
+            .unwrap_or_else(|e| panic!("opt-out of {identity}: {e:?}"));
+        assert_eq!(logout["status"], "success", "opt-out of {identity}");
+    }
+
     /// A full envelope round trip; returns the decrypted JSON on 200, else the error reply.
     pub async fn call(
         &self,
