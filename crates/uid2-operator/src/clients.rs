@@ -114,10 +114,14 @@ impl ClientIndex {
         self.by_hash.get(&lookup_hash(&self.pepper, api_key))
     }
 
+    /// The enabled client holding `api_key`.
+    pub fn enabled(&self, api_key: &str) -> Option<&Arc<Client>> {
+        self.find(api_key).filter(|c| !c.disabled)
+    }
+
     /// The enabled client holding `api_key` with any of `roles`.
     pub fn authorize(&self, api_key: &str, roles: &[Role]) -> Option<&Arc<Client>> {
-        self.find(api_key)
-            .filter(|c| !c.disabled && c.roles.has_any(roles))
+        self.enabled(api_key).filter(|c| c.roles.has_any(roles))
     }
 }
 

@@ -296,7 +296,6 @@ const MAP_CHUNK: usize = 16;
 ///
 /// [`SaltTable::touch_many`]: uid2_proto::salt::table::SaltTable::touch_many
 pub fn map_many(snap: &Snapshot, identities: &[HashedIdentity]) -> Vec<Option<Mapped>> {
-    let settings = snap.config.raw_uid_settings();
     let table = &snap.salts.table;
     let mut out = Vec::with_capacity(identities.len());
     let mut flhs = [FirstLevelHash([0; 32]); MAP_CHUNK];
@@ -310,11 +309,7 @@ pub fn map_many(snap: &Snapshot, identities: &[HashedIdentity]) -> Vec<Option<Ma
         }
         table.touch_many(&flhs[..chunk.len()]);
         for ((flh, identity), &opted_out) in flhs.iter().zip(chunk).zip(&opted_out) {
-            out.push((!opted_out).then(|| Mapped {
-                first_level_hash: *flh,
-                bucket_id: table.bucket_id(table.bucket_index(flh)),
-                raw_uid: table.raw_uid(flh, identity.identity_type, settings),
-            }));
+            out.push((!opted_out).then(|| mapped(snap, *flh, identity.identity_type)));
         }
     }
     out
@@ -334,18 +329,20 @@ pub fn map(snap: &Snapshot, identity: &HashedIdentity) -> Option<Mapped> {
 /// Maps an identity whether or not it opted out: for validating a token against it, and for
 /// recording its opt-out. Never for handing its raw UID out.
 pub fn map_ignoring_optout(snap: &Snapshot, identity: &HashedIdentity) -> Mapped {
-    let flh = snap.salts.first_level_hash(identity);
-    let settings = snap.config.raw_uid_settings();
+    mapped(
+        snap,
+        snap.salts.first_level_hash(identity),
+        identity.identity_type,
+    )
+}
+
+/// The mapping of the identity whose first-level hash is `flh`.
+fn mapped(snap: &Snapshot, flh: FirstLevelHash, identity_type: IdentityType) -> Mapped {
+    let table = &snap.salts.table;
     Mapped {
         first_level_hash: flh,
-        bucket_id: snap
-            .salts
-            .table
-            .bucket_id(snap.salts.table.bucket_index(&flh)),
-        raw_uid: snap
-            .salts
-            .table
-            .raw_uid(&flh, identity.identity_type, settings),
+        bucket_id: table.bucket_id(table.bucket_index(&flh)),
+        raw_uid: table.raw_uid(&flh, identity_type, snap.config.raw_uid_settings()),
     }
 }
 

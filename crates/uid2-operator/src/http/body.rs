@@ -58,9 +58,8 @@ impl FromRequest<Arc<Operator>> for LimitedBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, op: &Arc<Operator>) -> Result<Self, Self::Rejection> {
-        let client = api_key(req.headers())
-            .and_then(|key| op.snapshot().clients.find(key).cloned())
-            .filter(|client| !client.disabled);
+        let client =
+            api_key(req.headers()).and_then(|key| op.snapshot().clients.enabled(key).cloned());
         let Some(client) = client else {
             return Err(if req.uri().path().starts_with("/v1/") {
                 ApiError::unauthorized_text()
