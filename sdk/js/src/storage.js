@@ -42,10 +42,13 @@ class IdentityStore {
     const json = JSON.stringify(value);
     if (this._useCookie) {
       this._writeCookie(json, value.refresh_expires);
+      const saved = this._readCookieRaw() === json;
       // localStorage is ours alone; a stale value there (say an old opt-out marker) could
-      // otherwise look newer than the cookie on a later load.
-      this._removeLocal();
-      return this._readCookieRaw() === json;
+      // otherwise look newer than the cookie on a later load. Only once the cookie holds the
+      // identity, though: a browser that refuses the cookie (a cookieDomain the page is not
+      // under, cookies blocked) would otherwise leave it stored nowhere.
+      if (saved) this._removeLocal();
+      return saved;
     }
     this._writeLocal(json);
     const saved = this._readLocalRaw() === json;

@@ -95,6 +95,8 @@ class CookieDocument {
     this._clock = clock;
     this.jar = new Map();
     this.writes = [];
+    // A domain the page is not under: browsers silently drop cookies set for it.
+    this.foreignDomain = undefined;
   }
 
   get cookie() {
@@ -119,6 +121,7 @@ class CookieDocument {
       if (key === 'domain') cookie.domain = value;
       if (key === 'expires') cookie.expires = Date.parse(value);
     }
+    if (this.foreignDomain !== undefined && cookie.domain === this.foreignDomain) return;
     const id = cookie.name + '|' + cookie.path + '|' + (cookie.domain || '');
     if (cookie.expires !== undefined && cookie.expires <= this._clock.now()) this.jar.delete(id);
     else this.jar.set(id, cookie);

@@ -101,6 +101,17 @@ test('cookie mode finds an identity in localStorage; the newer of the two wins',
   assert.deepEqual(cookieValue(t.document), newer);
 });
 
+test('cookie mode keeps the localStorage copy when the browser refuses the cookie', () => {
+  const t = setup();
+  t.document.foreignDomain = 'wrong.example';
+  const identity = makeIdentity(t.clock.now());
+  t.localStorage.setItem(LOCAL_STORAGE_KEY, JSON.stringify(identity));
+  t.sdk.init({ useCookie: true, cookieDomain: 'wrong.example', callback: t.callback });
+  assert.equal(t.statuses[0].status, IdentityStatus.ESTABLISHED);
+  assert.equal(t.document.find('__uid_2').length, 0);
+  assert.deepEqual(storedIdentity(t.localStorage), identity, 'the only stored copy survives');
+});
+
 test('an SDK 1.x cookie holding only the tokens is upgraded and refreshed at once', async () => {
   const t = setup();
   const next = makeIdentity(t.clock.now());
