@@ -49,9 +49,17 @@ impl KeyContainer {
     fn from_body(body: KeysResponse) -> Result<Self> {
         let token_expiry_seconds = match &body.token_expiry_seconds {
             None => DEFAULT_TOKEN_EXPIRY_SECONDS,
-            Some(text) => body.token_expiry_seconds().ok_or_else(|| {
-                Error::malformed(format!("token_expiry_seconds {text:?} is not a number"))
-            })?,
+            Some(text) => match body.token_expiry_seconds() {
+                // As the Java SDK's KeyParser: zero means "not set", not tokens that expire
+                // the moment they are made.
+                Some(0) => DEFAULT_TOKEN_EXPIRY_SECONDS,
+                Some(seconds) => seconds,
+                None => {
+                    return Err(Error::malformed(format!(
+                        "token_expiry_seconds {text:?} is not a number"
+                    )));
+                }
+            },
         };
         let mut keys = Vec::with_capacity(body.keys.len());
         for k in &body.keys {
@@ -191,7 +199,8 @@ impl KeyContainer {
 }
 
 /// Case-insensitive equality as Java's `String.equalsIgnoreCase` decides it for these names:
-/// character by character, equal, or equal once upper-cased or lower-cased. Allocates nothing.
+/// character by character, equal, or equal upper-cased, or equal lower-cased after upper-casing
+/// (Java's simple, one-character case mappings). Allocates nothing.
 fn equals_ignore_case(a: &str, b: &str) -> bool {
     if a.len() == b.len() && a.eq_ignore_ascii_case(b) {
         return true;
@@ -205,11 +214,8 @@ fn equals_ignore_case(a: &str, b: &str) -> bool {
         match (x.next(), y.next()) {
             (None, None) => return true,
             (Some(c), Some(d)) => {
-                let same_upper =
-                    single(c.to_uppercase()).is_some_and(|u| Some(u) == single(d.to_uppercase()));
-                let same_lower =
-                    single(c.to_lowercase()).is_some_and(|l| Some(l) == single(d.to_lowercase()));
-                if c != d && !same_upper && !same_lower {
+                let (u, v) = (simple_upper(c), simple_upper(d));
+                if c != d && u != v && simple_lower(u) != simple_lower(v) {
                     return false;
                 }
             }
@@ -218,10 +224,20 @@ fn equals_ignore_case(a: &str, b: &str) -> bool {
     }
 }
 
-/// The only character of a case mapping, if it maps to exactly one.
-fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
-    let c = it.next()?;
-    it.next().is_none().then_some(c)
+/// Java's `Character.toUpperCase`: a character whose full upper case is several characters
+/// (`ß` → `SS`) has no simple mapping and stays as it is.
+fn simple_upper(c: char) -> char {
+    let mut upper = c.to_uppercase();
+    match (upper.next(), upper.next()) {
+        (Some(u), None) => u,
+        _ => c,
+    }
+}
+
+/// Java's `Character.toLowerCase`. The one character whose full lower case is longer than one
+/// (`İ` → `i` + combining dot) has the first of them as its simple mapping.
+fn simple_lower(c: char) -> char {
+    c.to_lowercase().next().unwrap_or(c)
 }
 
 #[cfg(test)]
@@ -284,6 +300,10 @@ mod tests {
         let c = parse(r#"{"caller_site_id":11,"token_expiry_seconds":null,"keys":[]}"#).unwrap();
         assert_eq!(c.token_expiry_seconds(), DEFAULT_TOKEN_EXPIRY_SECONDS);
         assert_eq!(c.allow_clock_skew_seconds(), 1800);
+        let zero = parse(r#"{"token_expiry_seconds":"0","keys":[]}"#).unwrap();
+        assert_eq!(zero.token_expiry_seconds(), DEFAULT_TOKEN_EXPIRY_SECONDS);
+        let set = parse(r#"{"token_expiry_seconds":"3600","keys":[]}"#).unwrap();
+        assert_eq!(set.token_expiry_seconds(), 3600);
         assert_eq!(c.max_bidstream_lifetime_seconds(), i64::MAX);
         assert_eq!(c.identity_scope(), IdentityScope::Uid2);
         assert!(c.is_empty());
@@ -333,5 +353,9 @@ mod tests {
         assert!(!equals_ignore_case("abc", "abd"));
         assert!(!equals_ignore_case("abc", "abcd"));
         assert!(!equals_ignore_case("straße", "STRASSE"));
+        // U+0130 upper-cases to itself and lower-cases (simply) to `i`, as in Java.
+        assert!(equals_ignore_case("İstanbul.com", "istanbul.com"));
+        assert!(equals_ignore_case("STRAẞE", "straße"));
+        assert!(!equals_ignore_case("ß", "s"));
     }
 }

@@ -189,15 +189,11 @@ impl PublisherClient {
     /// Refreshes an identity: posts its refresh token to `/v2/token/refresh` and opens the answer
     /// with its `refresh_response_key`. An expired or unknown refresh token gives
     /// [`Error::Api`] with status `expired_token` or `invalid_token`.
+    ///
+    /// The refreshed identity is returned as the operator sent it, as the official SDKs do: a
+    /// server whose clock is off must not turn a good refresh into an error (check
+    /// [`IdentityTokens::is_refreshable`] against your own clock if you need to).
     pub async fn refresh_token(&self, identity: &IdentityTokens) -> Result<TokenRefreshResponse> {
-        self.refresh_token_at(identity, crate::now_ms()).await
-    }
-
-    async fn refresh_token_at(
-        &self,
-        identity: &IdentityTokens,
-        now_ms: i64,
-    ) -> Result<TokenRefreshResponse> {
         let key: [u8; 32] = identity
             .refresh_response_key
             .as_deref()
@@ -216,13 +212,7 @@ impl PublisherClient {
         if answer.is("optout") {
             return Ok(TokenRefreshResponse::OptOut);
         }
-        let refreshed: IdentityTokens = answer.into_success_body()?;
-        if !refreshed.is_refreshable(now_ms) || refreshed.is_expired(now_ms) {
-            return Err(Error::malformed(
-                "the refreshed identity is already expired or not refreshable",
-            ));
-        }
-        Ok(TokenRefreshResponse::Success(refreshed))
+        Ok(TokenRefreshResponse::Success(answer.into_success_body()?))
     }
 }
 

@@ -349,7 +349,8 @@ pub fn refresh_from_ms(bucket_refresh_from_ms: Option<i64>, now_ms: i64) -> i64 
 
 /// Whether a bucket last rotated at `last_updated_ms` still reports its previous raw UID.
 pub fn previous_uid_still_reported(last_updated_ms: i64, now_ms: i64) -> bool {
-    (now_ms - last_updated_ms) / DAY_MS < PREVIOUS_UID_DAYS
+    // Saturating: both times come from a salt file, which may hold anything.
+    now_ms.saturating_sub(last_updated_ms) / DAY_MS < PREVIOUS_UID_DAYS
 }
 
 fn base64_encode_slice(bytes: &[u8; 32], out: &mut [u8; 44]) {
@@ -435,6 +436,8 @@ mod tests {
         assert!(previous_uid_still_reported(0, 89 * DAY_MS + DAY_MS - 1));
         assert!(!previous_uid_still_reported(0, 90 * DAY_MS));
         assert!(previous_uid_still_reported(10 * DAY_MS, 0));
+        assert!(!previous_uid_still_reported(i64::MIN, 0));
+        assert!(previous_uid_still_reported(i64::MAX, i64::MIN));
     }
 
     #[test]
