@@ -25,8 +25,12 @@ use crate::deployment::SettledStore;
 pub const KEY_LIFETIME_S: i64 = 365 * 86_400;
 /// New keys activate this long before "now", so operators whose clocks lag slightly agree.
 const KEY_ACTIVATION_BACKDATE_S: i64 = 60;
-/// Bucket refresh-from step (the official rotation moves it in 30-day steps).
-const BUCKET_REFRESH_STEP_MS: i64 = 30 * 86_400_000;
+/// A day, in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+/// New buckets come due for rotation over this many days, an equal share each day starting
+/// today, so that a daily rotation of 1/30 of the buckets (as the official one) finds its
+/// share due every day.
+const BUCKET_REFRESH_SPREAD_DAYS: i64 = 30;
 /// The site of the demo publisher created on an empty store.
 pub const DEMO_SITE_ID: i32 = 999;
 /// First id of generated salt buckets (as in the official fixtures).
@@ -173,7 +177,7 @@ pub fn make_salt_buckets(
         .map(|i| SaltBucket {
             id: FIRST_BUCKET_ID + i as u32,
             last_updated_ms: now_ms,
-            refresh_from_ms: Some(now_ms + BUCKET_REFRESH_STEP_MS),
+            refresh_from_ms: Some(now_ms + (i as i64 % BUCKET_REFRESH_SPREAD_DAYS) * DAY_MS),
             current: BucketSecret::Salt(random_b64(rng, 32)),
             previous: None,
         })

@@ -50,6 +50,11 @@ pub struct OperatorConfig {
     /// clients all speak v2 turns them off (the official `allow_legacy_api`, off there), which
     /// also keeps emails out of query strings and so out of proxies' access logs.
     pub legacy_api: bool,
+    /// Past this long without a complete sync, `/ops/healthcheck` answers 503 so that a load
+    /// balancer sends traffic to operators that are current (opt-outs recorded elsewhere reach
+    /// an operator only through the store). The operator itself keeps serving; `None`, the
+    /// default, reports staleness in the healthcheck's body only.
+    pub max_staleness: Option<Duration>,
 }
 
 impl Default for OperatorConfig {
@@ -73,6 +78,7 @@ impl Default for OperatorConfig {
             tcf_vendor_id: uid2_proto::tcf::EUID_VENDOR_ID,
             request_timeout: Duration::from_secs(30),
             legacy_api: true,
+            max_staleness: None,
         }
     }
 }

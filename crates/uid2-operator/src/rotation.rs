@@ -243,11 +243,25 @@ impl std::str::FromStr for SaltFraction {
     }
 }
 
-/// Rotates `fraction` of the salt buckets (at least one); returns the rotated bucket ids, or
-/// `None` if `claim` was not won.
+/// Which buckets a salt rotation may give a new salt.
+///
+/// `/v3/identity/map` tells advertisers, per identity, the time until which its raw UID stays
+/// as it is (its bucket's `refresh_from`); a bucket rotated before then breaks that promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaltPick {
+    /// Only buckets whose `refresh_from` has come (as the official rotation): the scheduler's
+    /// choice, and the CLI's unless told otherwise. Fewer buckets than asked for may be due.
+    Due,
+    /// Due buckets first, then any others: a rotation that cannot wait (a leaked salt file).
+    Any,
+}
+
+/// Rotates `fraction` of the salt buckets (at least one, of those `pick` allows); returns the
+/// rotated bucket ids (none if no bucket may be rotated yet), or `None` if `claim` was not won.
 pub async fn rotate_salts(
     store: &dyn Store,
     fraction: SaltFraction,
+    pick: SaltPick,
     now_ms: i64,
     rng: &mut (impl CryptoRng + ?Sized),
     claim: Option<Claim>,
@@ -260,7 +274,11 @@ pub async fn rotate_salts(
             return Err(StoreError::Rejected("no salts to rotate".into()));
         };
         let mut state = read.value;
-        let rotated = rotate_buckets(&mut state.buckets, fraction, now_ms, rng);
+        let rotated = rotate_buckets(&mut state.buckets, fraction, pick, now_ms, rng);
+        if rotated.is_empty() && claim.is_none() {
+            // Nothing due: nothing to write (a scheduled pass still records its claim).
+            return Ok(Some(rotated));
+        }
         let pre = Precondition {
             generation: Some(read.generation),
             claim: claim.clone(),
@@ -277,23 +295,31 @@ pub async fn rotate_salts(
     )))
 }
 
-/// Gives `fraction` of `buckets` (at least one) a new salt; returns their ids, sorted.
+/// Whether `bucket`'s promised `refresh_from` has come at `now_ms`.
+fn is_due(bucket: &uid2_proto::salt::SaltBucket, now_ms: i64) -> bool {
+    bucket.refresh_from_ms.is_none_or(|at| at <= now_ms)
+}
+
+/// Gives `fraction` of `buckets` (at least one, of those `pick` allows) a new salt; returns
+/// their ids, sorted.
 fn rotate_buckets(
     buckets: &mut [uid2_proto::salt::SaltBucket],
     fraction: SaltFraction,
+    pick: SaltPick,
     now_ms: i64,
     rng: &mut (impl CryptoRng + ?Sized),
 ) -> Vec<u32> {
     let n = buckets.len();
-    let count = ((n as f64 * fraction.get()).ceil() as usize).clamp(1, n.max(1));
-    // A partial Fisher-Yates shuffle picks `count` distinct buckets uniformly.
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in 0..count.min(n) {
-        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
-        order.swap(i, j);
+    let wanted = ((n as f64 * fraction.get()).ceil() as usize).clamp(1, n.max(1));
+    let (due, not_due): (Vec<usize>, Vec<usize>) =
+        (0..n).partition(|&index| is_due(&buckets[index], now_ms));
+    let mut order = shuffled_prefix(due, wanted, rng);
+    if pick == SaltPick::Any && order.len() < wanted {
+        let rest = wanted - order.len();
+        order.extend(shuffled_prefix(not_due, rest, rng));
     }
-    let mut rotated = Vec::with_capacity(count);
-    for &index in &order[..count.min(n)] {
+    let mut rotated = Vec::with_capacity(order.len());
+    for &index in &order {
         let bucket = &mut buckets[index];
         let mut salt = [0u8; 32];
         rng.fill_bytes(&mut salt);
@@ -317,9 +343,83 @@ fn rotate_buckets(
     rotated
 }
 
+/// `count` of `items` (all, if fewer) picked uniformly at random, by a partial Fisher-Yates
+/// shuffle.
+fn shuffled_prefix(
+    mut items: Vec<usize>,
+    count: usize,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Vec<usize> {
+    let n = items.len();
+    let count = count.min(n);
+    for i in 0..count {
+        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
+        items.swap(i, j);
+    }
+    items.truncate(count);
+    items
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bucket(id: u32, refresh_from_ms: Option<i64>) -> uid2_proto::salt::SaltBucket {
+        uid2_proto::salt::SaltBucket {
+            id,
+            last_updated_ms: 0,
+            refresh_from_ms,
+            current: BucketSecret::Salt(format!("salt-{id}")),
+            previous: None,
+        }
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_refresh_from_it_promised_unless_told_otherwise() {
+        const NOW: i64 = 100 * DAY_MS;
+        // Ids 0..10 came due (or never had a refresh_from); 10..40 are promised until later.
+        let fresh = || -> Vec<_> {
+            (0..40)
+                .map(|id| match id {
+                    0..5 => bucket(id, Some(NOW - DAY_MS)),
+                    5..10 => bucket(id, None),
+                    _ => bucket(id, Some(NOW + DAY_MS)),
+                })
+                .collect()
+        };
+        let half = SaltFraction::new(0.5).unwrap();
+        let mut rng = rand::rng();
+
+        let mut buckets = fresh();
+        let rotated = rotate_buckets(&mut buckets, half, SaltPick::Due, NOW, &mut rng);
+        assert_eq!(
+            rotated,
+            (0..10).collect::<Vec<_>>(),
+            "every due bucket, no other"
+        );
+        for b in &buckets[10..] {
+            assert_eq!(b.current, BucketSecret::Salt(format!("salt-{}", b.id)));
+        }
+        assert!(
+            buckets[..10]
+                .iter()
+                .all(|b| b.refresh_from_ms == Some(NOW + 30 * DAY_MS))
+        );
+        // Now none is due: a second rotation changes nothing.
+        assert!(rotate_buckets(&mut buckets, half, SaltPick::Due, NOW, &mut rng).is_empty());
+
+        // Told it cannot wait: the due ones first, then others up to the fraction.
+        let mut buckets = fresh();
+        let rotated = rotate_buckets(&mut buckets, half, SaltPick::Any, NOW, &mut rng);
+        assert_eq!(rotated.len(), 20);
+        assert!((0..10).all(|id| rotated.contains(&id)));
+        // Fewer wanted than due: a uniform pick among the due ones only.
+        let mut buckets = fresh();
+        let tenth = SaltFraction::new(0.1).unwrap();
+        let rotated = rotate_buckets(&mut buckets, tenth, SaltPick::Any, NOW, &mut rng);
+        assert_eq!(rotated.len(), 4);
+        assert!(rotated.iter().all(|&id| id < 10), "{rotated:?}");
+    }
 
     #[test]
     fn a_salt_fraction_is_more_than_zero_and_at_most_one() {

@@ -1,7 +1,8 @@
 //! Request bodies are memory held for as long as their senders take: a key that is no client's
 //! is refused before its body is read, the endpoints anyone may call take small bodies only, and
 //! the bodies being received at once share one budget, so senders that stall can delay other
-//! requests (each until its timeout, a retryable 503) but never exhaust the operator's memory.
+//! requests (each until its timeout, a retryable 503) but never exhaust the operator's memory;
+//! callers without a key have a budget of their own, and cannot delay those with one.
 
 mod common;
 
@@ -16,7 +17,9 @@ use common::TestOperator;
 use http_body::Frame;
 use tower::ServiceExt;
 use uid2_operator::OperatorConfig;
-use uid2_operator::http::{BODY_BUDGET_BYTES, MAX_BODY_BYTES, MAX_PUBLIC_BODY_BYTES};
+use uid2_operator::http::{
+    BODY_BUDGET_BYTES, MAX_BODY_BYTES, MAX_PUBLIC_BODY_BYTES, PUBLIC_BODY_BUDGET_BYTES,
+};
 
 /// A body whose sender never sends a byte.
 struct Stalled;
@@ -115,6 +118,53 @@ async fn stalled_senders_delay_other_requests_but_hold_no_more_than_the_budget()
     stalled[0].abort();
     let served = generate.await.unwrap();
     assert_eq!(served["status"], "success");
+    for request in &stalled {
+        request.abort();
+    }
+}
+
+#[tokio::test]
+async fn stalled_senders_without_a_key_delay_only_each_other() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    // Enough stalled refresh bodies, from nobody in particular, to reserve the public budget.
+    let mut stalled = Vec::new();
+    for _ in 0..PUBLIC_BODY_BUDGET_BYTES / MAX_PUBLIC_BODY_BYTES {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/v2/token/refresh")
+            .header("Content-Length", MAX_PUBLIC_BODY_BYTES.to_string())
+            .body(Body::new(Stalled))
+            .unwrap();
+        stalled.push(tokio::spawn(t.router.clone().oneshot(request)));
+        // On the test's single-threaded runtime this lets the new request run until it waits
+        // for its body, holding its share of the budget, before the next one is made.
+        tokio::task::yield_now().await;
+    }
+    assert!(stalled.iter().all(|s| !s.is_finished()));
+
+    // A publisher with a key is served at once...
+    let served = tokio::time::timeout(
+        Duration::from_secs(5),
+        t.call(
+            &t.publisher,
+            "/v2/token/generate",
+            serde_json::json!({"email": "not-waiting@example.com"}),
+        ),
+    )
+    .await
+    .expect("a request with a key does not wait for keyless senders")
+    .unwrap();
+    assert_eq!(served["status"], "success");
+    // ...while one more keyless body waits for its turn.
+    let refresh = t.send("POST", "/v2/token/refresh", &[], b"junk".to_vec());
+    tokio::pin!(refresh);
+    tokio::select! {
+        answer = &mut refresh => panic!("read a public body beyond its budget: {answer:?}"),
+        () = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    stalled[0].abort();
+    let reply = refresh.await;
+    assert_eq!(reply.status, 400, "{reply:?}");
     for request in &stalled {
         request.abort();
     }

@@ -11,7 +11,8 @@ use common::TestOperator;
 use serde_json::json;
 use uid2_operator::identity_service::{self, GenerateOutcome, GeneratePolicy};
 use uid2_operator::rotation::{
-    KeyRotationPolicy, RETENTION_MARGIN, SaltFraction, key_retention, rotate_keys, rotate_salts,
+    KeyRotationPolicy, RETENTION_MARGIN, SaltFraction, SaltPick, key_retention, rotate_keys,
+    rotate_salts,
 };
 use uid2_operator::{OperatorConfig, Snapshot, now_ms};
 use uid2_proto::encoding::base64_decode;
@@ -159,6 +160,7 @@ async fn a_salt_rotation_changes_only_the_rotated_buckets() {
     let rotated = rotate_salts(
         t.operator.store().as_ref(),
         SaltFraction::new(0.1).unwrap(),
+        SaltPick::Any,
         now_ms(),
         &mut rand::rng(),
         None,
@@ -360,6 +362,7 @@ async fn concurrent_rotations_all_apply() {
                 rotate_salts(
                     store.as_ref(),
                     SaltFraction::new(0.1).unwrap(),
+                    SaltPick::Any,
                     now_ms(),
                     &mut sendable_rng(),
                     None,

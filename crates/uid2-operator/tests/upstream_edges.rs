@@ -149,28 +149,30 @@ async fn optout_status_matches_the_raw_uid_text_exactly() {
 }
 
 #[tokio::test]
-async fn an_empty_refresh_body_is_an_invalid_token() {
+async fn an_empty_or_binary_refresh_body_is_an_invalid_token() {
     let t = operator().await;
     let auth = format!("Bearer {}", t.publisher.api_key);
-    let with_key = t
-        .send(
-            "POST",
-            "/v2/token/refresh",
-            &[("Authorization", &auth)],
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(with_key.status, 400);
-    assert_eq!(
-        with_key.json(),
-        json!({"status": "invalid_token", "message": "Invalid Token presented"})
-    );
-    let from_a_browser = t.send("POST", "/v2/token/refresh", &[], Vec::new()).await;
-    assert_eq!(from_a_browser.status, 400);
-    assert_eq!(
-        from_a_browser.json(),
-        json!({"status": "error", "message": "Error refreshing token"})
-    );
+    for body in [Vec::new(), b"  \n".to_vec(), vec![0xff, 0xfe, b'A']] {
+        let with_key = t
+            .send(
+                "POST",
+                "/v2/token/refresh",
+                &[("Authorization", &auth)],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(with_key.status, 400, "{body:?}");
+        assert_eq!(
+            with_key.json(),
+            json!({"status": "invalid_token", "message": "Invalid Token presented"})
+        );
+        let from_a_browser = t.send("POST", "/v2/token/refresh", &[], body.clone()).await;
+        assert_eq!(from_a_browser.status, 400, "{body:?}");
+        assert_eq!(
+            from_a_browser.json(),
+            json!({"status": "error", "message": "Error refreshing token"})
+        );
+    }
 }
 
 #[tokio::test]

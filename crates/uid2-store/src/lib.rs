@@ -39,6 +39,10 @@ pub enum StoreError {
     /// The store cannot be reached or failed to answer; retrying later may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store answered, but another writer held what this write needed for too long (a
+    /// lock of a fleet-wide write); retrying later may succeed. The store is reachable.
+    #[error("store busy: {0}")]
+    Busy(String),
     /// The write conflicts with existing data (duplicate name or id, a missing referenced row).
     #[error("conflict: {0}")]
     Conflict(String),

@@ -166,6 +166,44 @@ async fn a_hung_database_refuses_writes_within_the_deadline_and_recovers() {
     );
 }
 
+/// The advisory lock key the store takes for every opt-out append.
+const OPT_OUT_LOCK: i64 = 0x5549_4432_0003;
+
+/// Another session holds the opt-out lock for long (an operator that froze mid-write): opt-out
+/// writes are refused as busy within the call deadline, the store still counts as reachable
+/// (reads answer at once, no circuit breaker opens), and once the holder lets go writes go
+/// through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn a_lock_held_too_long_makes_writes_busy_not_the_store_unreachable() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.database("busy").unwrap();
+    let store = open(&url).await.unwrap();
+    store.initialize(&common::initial()).await.unwrap();
+
+    let (mut holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let held = holder.transaction().await.unwrap();
+    held.execute("SELECT pg_advisory_xact_lock($1)", &[&OPT_OUT_LOCK])
+        .await
+        .unwrap();
+
+    let began = Instant::now();
+    let outcome = store.append_optout([9; 32], None, 1).await;
+    let took = began.elapsed();
+    assert!(matches!(outcome, Err(StoreError::Busy(_))), "{outcome:?}");
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+    // Reachable: reads answer at once, not "reconnecting".
+    store.generations().await.unwrap();
+    assert!(store.optouts_after(0, 10).await.unwrap().is_empty());
+
+    held.rollback().await.unwrap();
+    let record = store.append_optout([9; 32], None, 2).await.unwrap();
+    assert_eq!(store.optouts_after(0, 10).await.unwrap(), vec![record]);
+}
+
 /// Retries `call` until it succeeds (at most 30 s).
 async fn eventually<T, F: Future<Output = Result<T>>>(mut call: impl FnMut() -> F) -> T {
     let started = Instant::now();

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use uid2_operator::now_ms;
 use uid2_operator::rotation::{
     DEFAULT_ACTIVATION_LEAD, KeyRotationPolicy, MAX_POLICY_SECS, RETENTION_MARGIN, SaltFraction,
-    key_retention, rotate_keys, rotate_salts,
+    SaltPick, key_retention, rotate_keys, rotate_salts,
 };
 use uid2_store::{Claim, Store};
 
@@ -43,6 +43,11 @@ pub(crate) enum SaltsCommand {
         /// Fraction of buckets, more than 0 and at most 1, e.g. 0.05.
         #[arg(long)]
         fraction: SaltFraction,
+        /// Also rotate buckets whose `refresh_from` has not come yet, if fewer are due than
+        /// asked for. `/v3/identity/map` told advertisers their raw UIDs stay until then: use
+        /// it only for a rotation that cannot wait.
+        #[arg(long)]
+        include_not_due: bool,
     },
 }
 
@@ -125,11 +130,33 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
 
 pub(crate) async fn salts(global: &GlobalArgs, command: SaltsCommand) -> Result<()> {
     let store = open_store(global).await?.settled.store().clone();
-    let SaltsCommand::Rotate { fraction } = command;
-    let rotated = rotate_salts(store.as_ref(), fraction, now_ms(), &mut task_rng(), None)
-        .await?
-        .expect("an unclaimed rotation always writes");
-    println!("rotated {} salt buckets", rotated.len());
+    let SaltsCommand::Rotate {
+        fraction,
+        include_not_due,
+    } = command;
+    let pick = if include_not_due {
+        SaltPick::Any
+    } else {
+        SaltPick::Due
+    };
+    let rotated = rotate_salts(
+        store.as_ref(),
+        fraction,
+        pick,
+        now_ms(),
+        &mut task_rng(),
+        None,
+    )
+    .await?
+    .expect("an unclaimed rotation always answers");
+    match pick {
+        SaltPick::Due => println!(
+            "rotated {} salt buckets (only buckets due for rotation; --include-not-due for \
+             others too)",
+            rotated.len()
+        ),
+        SaltPick::Any => println!("rotated {} salt buckets", rotated.len()),
+    }
     Ok(())
 }
 
@@ -206,7 +233,8 @@ async fn run_due(store: &dyn Store, schedule: Schedule, now: i64) -> Result<()> 
     }
     if !schedule.salts_every.is_zero() {
         let claim = claim("rotate-salts", schedule.salts_every);
-        match rotate_salts(store, schedule.salt_fraction, now, &mut rng, Some(claim)).await {
+        let fraction = schedule.salt_fraction;
+        match rotate_salts(store, fraction, SaltPick::Due, now, &mut rng, Some(claim)).await {
             Ok(Some(buckets)) => tracing::info!(buckets = buckets.len(), "rotated salts"),
             Ok(None) => {}
             Err(e) => failed.push(format!("salts: {e}")),
@@ -250,11 +278,12 @@ mod tests {
         assert!(run_due(store.as_ref(), schedule, now).await.is_err());
         assert_eq!(store.last_claim_ms("rotate-salts").await.unwrap(), None);
 
+        // Set up a month ago, so that every bucket is due for rotation.
         ensure_initialized(
             store.as_ref(),
             &OperatorConfig::default(),
             64,
-            now,
+            now - 31 * 86_400_000,
             &mut rand::rng(),
         )
         .await

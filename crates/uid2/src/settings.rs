@@ -65,6 +65,11 @@ pub(crate) struct ServeArgs {
     /// emails in query strings, so turn them off once every client speaks v2).
     #[arg(long, env = "UID2_LEGACY_API")]
     pub legacy_api: Option<bool>,
+    /// Fail `/ops/healthcheck` (503) once the store has not been fully synced for this many
+    /// seconds, so a load balancer prefers operators that are current; the operator keeps
+    /// serving (default 0: never, staleness is only reported).
+    #[arg(long, env = "UID2_MAX_STALENESS")]
+    pub max_staleness: Option<u64>,
 }
 
 /// Settings every command shares: where the store is, what a new store is created with, and
@@ -183,6 +188,7 @@ struct FileSettings {
     idle_timeout: Option<u64>,
     max_connections: Option<usize>,
     legacy_api: Option<bool>,
+    max_staleness: Option<u64>,
 }
 
 /// Everything `uid2 serve` runs with.
@@ -246,6 +252,11 @@ impl ServeArgs {
                 .legacy_api
                 .or(file.legacy_api)
                 .unwrap_or(defaults.legacy_api),
+            max_staleness: self
+                .max_staleness
+                .or(file.max_staleness)
+                .filter(|&s| s > 0)
+                .map(Duration::from_secs),
             ..defaults
         }
         .with_raw_uid_settings(common.given.or_defaults());
@@ -402,6 +413,22 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(flagged.resolve(&with_file).unwrap().operator.legacy_api);
+
+        assert_eq!(defaults.operator.max_staleness, None);
+        std::fs::write(&path, "max_staleness = 3600\n").unwrap();
+        let strict = ServeArgs::default().resolve(&with_file).unwrap();
+        assert_eq!(
+            strict.operator.max_staleness,
+            Some(Duration::from_secs(3600))
+        );
+        let off = ServeArgs {
+            max_staleness: Some(0),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            off.resolve(&with_file).unwrap().operator.max_staleness,
+            None
+        );
         // A salt fraction outside (0, 1] is refused from the file as from a flag.
         std::fs::write(&path, "salt_rotation_fraction = 1.5\n").unwrap();
         let refused = ServeArgs::default().resolve(&with_file).unwrap_err();

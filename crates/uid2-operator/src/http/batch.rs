@@ -99,16 +99,18 @@ impl BatchPool {
             .acquire_owned()
             .await
             .map_err(|_| busy())?;
-        // The core permit goes with the work: if this request is dropped (its client went away,
-        // or it timed out) the work still runs to its end, and still counts against the cores.
-        let response = tokio::task::spawn_blocking(move || {
+        // The permits go with the work: if this request is dropped (its client went away, or it
+        // timed out) the work still runs to its end, and still counts against the cores and
+        // against its client, so that asking and hanging up cannot take more than a fair share.
+        let permits = [running, under_way];
+        let (response, permits) = tokio::task::spawn_blocking(move || {
             let response = work();
             drop(core);
-            response
+            (response, permits)
         })
         .await
         .map_err(|_| ApiError::unavailable("batch work failed"))?;
-        Ok(response.map(|body| Body::new(Sending::new(body, [running, under_way]))))
+        Ok(response.map(|body| Body::new(Sending::new(body, permits))))
     }
 }
 
@@ -250,6 +252,34 @@ mod tests {
             assert!(w.await.is_ok());
         }
         assert!(pool.run("a", || answer(10)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_caller_hung_up_still_counts_against_its_client() {
+        let pool = BatchPool::new();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(finish_rx));
+        for _ in 0..PER_CLIENT {
+            let (started, gate) = (started_tx.clone(), gate.clone());
+            let mut call = Box::pin(pool.run("a", move || {
+                started.send(()).unwrap();
+                gate.lock().unwrap().recv().unwrap();
+                answer(10)
+            }));
+            assert!(futures_poll_once(call.as_mut()).await.is_none());
+            started_rx.recv().unwrap();
+            // The caller goes away while its batch runs.
+            drop(call);
+        }
+        // Both batches still run: the client's next one waits for them, another client's not.
+        let mut next = Box::pin(pool.run("a", || answer(10)));
+        assert!(futures_poll_once(next.as_mut()).await.is_none());
+        assert!(pool.run("b", || answer(10)).await.is_ok());
+        for _ in 0..PER_CLIENT {
+            finish_tx.send(()).unwrap();
+        }
+        assert!(next.await.is_ok());
     }
 
     /// Polls `f` once: `Some` if it is ready.

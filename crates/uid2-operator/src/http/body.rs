@@ -1,6 +1,8 @@
 //! Reading request bodies within bounds: per request (1 MiB, as upstream; 16 KiB where no API
 //! key is needed), per caller (a key that is no enabled client's is refused before its body is
-//! read), and for the whole process (a budget of bytes being received at once).
+//! read), and for the whole process (a budget of bytes being received at once, and a smaller one
+//! of its own for the endpoints anyone may call, so that callers without a key cannot make the
+//! publishers and bidders who have one wait).
 //!
 //! A body is memory held for as long as its sender takes to send it, up to the request timeout:
 //! without the process-wide budget, slow senders on thousands of connections (or hundreds of
@@ -26,21 +28,41 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// bodies are a refresh token or a small JSON object of well under 2 KiB.
 pub const MAX_PUBLIC_BODY_BYTES: usize = 16 << 10;
 
-/// Bytes of request bodies the process receives at once, across every request.
+/// Bytes of request bodies the process receives at once, across the requests that carry an
+/// enabled client's API key.
 pub const BODY_BUDGET_BYTES: usize = 256 << 20;
+
+/// Bytes of request bodies the process receives at once for the endpoints anyone may call
+/// (2,048 bodies of [`MAX_PUBLIC_BODY_BYTES`]), apart from [`BODY_BUDGET_BYTES`].
+pub const PUBLIC_BODY_BUDGET_BYTES: usize = 32 << 20;
 
 /// The budget is counted in KiB, so that a permit count fits any semaphore.
 const BUDGET_UNIT: usize = 1 << 10;
 
-/// The process-wide budget of body bytes being received, shared by every request of a router.
+/// The process-wide budgets of body bytes being received, shared by every request of a router:
+/// one for requests with an enabled client's key, one for the endpoints anyone may call.
 #[derive(Debug, Clone)]
-pub(crate) struct BodyBudget(Arc<Semaphore>);
+pub(crate) struct BodyBudget {
+    keyed: Arc<Semaphore>,
+    public: Arc<Semaphore>,
+}
 
 impl BodyBudget {
-    /// A budget of `bytes`.
-    pub(crate) fn new(bytes: usize) -> Self {
-        Self(Arc::new(Semaphore::new(bytes.div_ceil(BUDGET_UNIT))))
+    /// Budgets of `keyed` and `public` bytes.
+    pub(crate) fn new(keyed: usize, public: usize) -> Self {
+        let semaphore = |bytes: usize| Arc::new(Semaphore::new(bytes.div_ceil(BUDGET_UNIT)));
+        Self {
+            keyed: semaphore(keyed),
+            public: semaphore(public),
+        }
     }
+}
+
+/// Which of the [`BodyBudget`]s a body is received within.
+#[derive(Debug, Clone, Copy)]
+enum Pool {
+    Keyed,
+    Public,
 }
 
 /// A request body of an endpoint that needs an API key: read (up to [`MAX_BODY_BYTES`]) only
@@ -67,7 +89,7 @@ impl FromRequest<Arc<Operator>> for LimitedBody {
                 ApiError::unauthorized()
             });
         };
-        let bytes = read(req, MAX_BODY_BYTES).await?;
+        let bytes = read(req, MAX_BODY_BYTES, Pool::Keyed).await?;
         Ok(LimitedBody { bytes, client })
     }
 }
@@ -79,7 +101,9 @@ impl<S: Send + Sync> FromRequest<S> for PublicBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        read(req, MAX_PUBLIC_BODY_BYTES).await.map(PublicBody)
+        read(req, MAX_PUBLIC_BODY_BYTES, Pool::Public)
+            .await
+            .map(PublicBody)
     }
 }
 
@@ -91,10 +115,10 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// Reads the body, at most `limit` bytes, within the router's [`BodyBudget`]: the bytes it may
-/// take (as declared by `Content-Length`, else `limit`) are reserved before the first is read
-/// and given back once the last has arrived.
-async fn read(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the body, at most `limit` bytes, within the router's [`BodyBudget`] for `pool`: the
+/// bytes it may take (as declared by `Content-Length`, else `limit`) are reserved before the
+/// first is read and given back once the last has arrived.
+async fn read(req: Request, limit: usize, pool: Pool) -> Result<Bytes, ApiError> {
     let declared = match req.headers().get(header::CONTENT_LENGTH) {
         None => None,
         Some(v) => Some(
@@ -108,10 +132,16 @@ async fn read(req: Request, limit: usize) -> Result<Bytes, ApiError> {
         return Err(too_large(limit));
     }
     let reserve = declared.unwrap_or(limit);
-    let budget = req.extensions().get::<BodyBudget>().cloned();
-    let _reserved = match &budget {
+    let semaphore = req
+        .extensions()
+        .get::<BodyBudget>()
+        .map(|budget| match pool {
+            Pool::Keyed => budget.keyed.clone(),
+            Pool::Public => budget.public.clone(),
+        });
+    let _reserved = match &semaphore {
         // An empty body costs nothing to receive.
-        Some(BodyBudget(semaphore)) if reserve > 0 => {
+        Some(semaphore) if reserve > 0 => {
             let units = u32::try_from(reserve.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
             Some(
                 semaphore

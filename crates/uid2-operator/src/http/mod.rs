@@ -30,7 +30,10 @@ use serde::Serialize;
 use uid2_proto::wire::{ResponseStatus, StatusOnly};
 
 use body::BodyBudget;
-pub use body::{BODY_BUDGET_BYTES, LimitedBody, MAX_BODY_BYTES, MAX_PUBLIC_BODY_BYTES, PublicBody};
+pub use body::{
+    BODY_BUDGET_BYTES, LimitedBody, MAX_BODY_BYTES, MAX_PUBLIC_BODY_BYTES,
+    PUBLIC_BODY_BUDGET_BYTES, PublicBody,
+};
 
 use crate::Operator;
 use crate::snapshot::Snapshot;
@@ -324,7 +327,10 @@ pub fn router(operator: Arc<Operator>) -> Router {
             record_metrics,
         ))
         .layer(axum::middleware::from_fn(cors))
-        .layer(axum::Extension(BodyBudget::new(BODY_BUDGET_BYTES)))
+        .layer(axum::Extension(BodyBudget::new(
+            BODY_BUDGET_BYTES,
+            PUBLIC_BODY_BUDGET_BYTES,
+        )))
         .with_state(operator)
 }
 

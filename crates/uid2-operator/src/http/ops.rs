@@ -17,7 +17,8 @@ const SDK_JS: &str = include_str!("../../../../sdk/js/uid2-sdk.js");
 /// publishers' script tags already reference (this SDK keeps their API).
 const SDK_NAMES: &[&str] = &["uid2-sdk.js", "uid2-sdk-1.0.0.js", "uid2-sdk-2.0.0.js"];
 
-/// After this long without a complete sync pass, health reports the snapshot as behind.
+/// After this long without a complete sync pass (or four sync intervals, if longer), health
+/// reports the snapshot as behind.
 const STALE_AFTER_MS: i64 = 10_000;
 
 /// `GET /ops/healthcheck`: `OK` while serving. A store outage does not fail the check (the
@@ -25,15 +26,37 @@ const STALE_AFTER_MS: i64 = 10_000;
 /// it is reported in the body, in the words of what is known: how long since the snapshot was
 /// last fully synced, and whether the store cannot be reached at all (rather than answering
 /// with errors, as for a salt table that does not load). `/metrics` says the same as
-/// `uid2_store_sync_age_seconds` and `uid2_store_reachable`.
+/// `uid2_store_sync_age_seconds` and `uid2_store_reachable`. Only past
+/// [`OperatorConfig::max_staleness`], if set, does the check fail: 503, `STALE`.
+///
+/// [`OperatorConfig::max_staleness`]: crate::OperatorConfig::max_staleness
 pub(super) async fn healthcheck(State(op): State<Arc<Operator>>) -> Response {
-    ok("text/plain", health_text(op.store_health(), now_ms()))
+    let (status, text) = health_answer(op.store_health(), &op.config, now_ms());
+    (status, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+/// The healthcheck's status and body at `now`.
+fn health_answer(
+    health: &crate::StoreHealth,
+    config: &crate::OperatorConfig,
+    now: i64,
+) -> (StatusCode, String) {
+    let text = health_text(health, config, now);
+    let behind_ms = now - health.last_success_ms();
+    match config.max_staleness {
+        Some(max) if behind_ms > i64::try_from(max.as_millis()).unwrap_or(i64::MAX) => {
+            let detail = text.strip_prefix("OK").unwrap_or(&text);
+            (StatusCode::SERVICE_UNAVAILABLE, format!("STALE{detail}"))
+        }
+        _ => (StatusCode::OK, text),
+    }
 }
 
 /// The healthcheck's body at `now`.
-fn health_text(health: &crate::StoreHealth, now: i64) -> String {
+fn health_text(health: &crate::StoreHealth, config: &crate::OperatorConfig, now: i64) -> String {
     let behind_ms = now - health.last_success_ms();
-    if behind_ms <= STALE_AFTER_MS {
+    let sync_ms = i64::try_from(config.sync_interval.as_millis()).unwrap_or(i64::MAX);
+    if behind_ms <= STALE_AFTER_MS.max(sync_ms.saturating_mul(4)) {
         return "OK".to_owned();
     }
     let behind_s = behind_ms / 1000;
@@ -145,7 +168,7 @@ mod tests {
             .await
             .unwrap();
         let op = Operator::load(settled, config).await.unwrap();
-        assert_eq!(health_text(op.store_health(), now_ms()), "OK");
+        assert_eq!(health_text(op.store_health(), &op.config, now_ms()), "OK");
 
         // The store cannot be reached: read 30 s on (rather than waiting), health says so.
         down.store(true, Ordering::SeqCst);
@@ -154,7 +177,7 @@ mod tests {
             Err(crate::SyncError::Store(StoreError::Unavailable(_)))
         ));
         let later = now_ms() + 30_000;
-        let health = health_text(op.store_health(), later);
+        let health = health_text(op.store_health(), &op.config, later);
         assert!(
             health.starts_with("OK\nstore: unreachable for 30 s, not fully synced for 30 s"),
             "{health}"
@@ -175,7 +198,7 @@ mod tests {
             op.sync_once().await,
             Err(crate::SyncError::Store(StoreError::Corrupt(_)))
         ));
-        let health = health_text(op.store_health(), now_ms() + 30_000);
+        let health = health_text(op.store_health(), &op.config, now_ms() + 30_000);
         assert!(
             health.starts_with("OK\nstore: reachable, but not fully synced for 30 s"),
             "{health}"
@@ -184,5 +207,28 @@ mod tests {
         let gauges = text(metrics(State(op.clone())).await).await;
         assert!(gauges.contains("uid2_store_reachable 1"), "{gauges}");
         assert_eq!(op.store_health().consecutive_failures(), 2);
+
+        // The check itself fails only past a configured staleness.
+        let health = op.store_health();
+        let (status, _) = health_answer(health, &op.config, now_ms() + 3_600_000);
+        assert_eq!(status, StatusCode::OK, "no limit by default");
+        let strict = OperatorConfig {
+            max_staleness: Some(std::time::Duration::from_secs(60)),
+            ..OperatorConfig::default()
+        };
+        assert_eq!(health_answer(health, &strict, now_ms()).0, StatusCode::OK);
+        let (status, body) = health_answer(health, &strict, now_ms() + 61_000);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.starts_with("STALE\nstore: reachable, but not fully synced for 6"),
+            "{body}"
+        );
+        // A long sync interval is not staleness: four of them pass before the body says so.
+        let slow = OperatorConfig {
+            sync_interval: std::time::Duration::from_secs(30),
+            ..OperatorConfig::default()
+        };
+        assert_eq!(health_text(health, &slow, now_ms() + 100_000), "OK");
+        assert_ne!(health_text(health, &slow, now_ms() + 130_000), "OK");
     }
 }

@@ -99,13 +99,12 @@ pub(super) async fn refresh(
 ) -> Result<Response, ApiError> {
     let snap = op.snapshot();
     let authenticated = is_authenticated(&snap, &headers);
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::client_error("Invalid body: the refresh token is not text"))?
-        .trim();
-    if text.is_empty() {
-        // As upstream: an empty body is an invalid refresh token, not a missing parameter.
-        return Err(refresh_failure(&RefreshOutcome::Invalid, authenticated));
-    }
+    // As upstream: an empty body, or one that is not even text, is an invalid refresh token,
+    // not a malformed request.
+    let text = match std::str::from_utf8(&body).map(str::trim) {
+        Ok(text) if !text.is_empty() => text,
+        _ => return Err(refresh_failure(&RefreshOutcome::Invalid, authenticated)),
+    };
     let now = now_ms();
     let mut rng = rand::rng();
 

@@ -14,6 +14,17 @@ use crate::{Result, StoreError};
 /// Longest any one statement may take before the database counts as unreachable.
 pub(super) const STATEMENT_LIMIT: Duration = Duration::from_secs(5);
 
+/// Server settings of every session, sent when it starts:
+/// - `lock_timeout`: a write waiting for a fleet-wide lock (opt-outs take one each) gives up
+///   before [`STATEMENT_LIMIT`] with an answer ([`StoreError::Busy`]), so a lock held too long
+///   is not mistaken for a database that does not answer;
+/// - `idle_in_transaction_session_timeout`: the server ends a session that sits in a
+///   transaction doing nothing (its operator crashed, froze or lost the network mid-write), so
+///   the locks it holds are freed within seconds instead of blocking every operator's opt-outs
+///   until TCP gives up on it, hours later. Writes send their statements back to back.
+pub(super) const SESSION_OPTIONS: &str =
+    "-c lock_timeout=3000 -c idle_in_transaction_session_timeout=10000";
+
 /// Maps a PostgreSQL error to what the caller can do about it, keeping the server's message
 /// (the error's own `Display` says only "db error").
 pub(super) fn pg_err(e: tokio_postgres::Error) -> StoreError {
@@ -34,6 +45,10 @@ pub(super) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     if let Some(detail) = db.detail() {
         text.push_str(&format!(" ({detail})"));
+    }
+    if *db.code() == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE {
+        // The session's `lock_timeout` (see `SESSION_OPTIONS`): another writer holds the lock.
+        return StoreError::Busy(text);
     }
     match &db.code().code()[..2] {
         // Integrity constraint violations: unique, foreign key, not null, check.

@@ -61,9 +61,14 @@ impl PostgresStore {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::BadUrl(url.to_owned()))?;
+        let options = match config.get_options() {
+            Some(theirs) => format!("{theirs} {}", conn::SESSION_OPTIONS),
+            None => conn::SESSION_OPTIONS.to_owned(),
+        };
         config
             .connect_timeout(pool::CALL_DEADLINE)
-            .keepalives_idle(Duration::from_secs(10));
+            .keepalives_idle(Duration::from_secs(10))
+            .options(options);
         let store = Self {
             description: describe(&config),
             pool: Pool::new(config),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use uid2_operator::now_ms;
-use uid2_operator::rotation::{SaltFraction, rotate_salts};
+use uid2_operator::rotation::{SaltFraction, SaltPick, rotate_salts};
 use uid2_proto::wire::datetime::format_local_date_time;
 use uid2_testkit::pg::PgCluster;
 
@@ -61,7 +61,10 @@ async fn admin_changes_and_rotations_reach_every_operator() {
     let emails: Vec<String> = (0..300).map(|i| format!("rot-{i}@example.com")).collect();
     let before = map(&api, &f.a.url, &mapper, &emails).await;
     let since = format_local_date_time(now_ms() - 1);
-    let printed = cli(&f.store, &["salts", "rotate", "--fraction", "0.1"]);
+    let printed = cli(
+        &f.store,
+        &["salts", "rotate", "--fraction", "0.1", "--include-not-due"],
+    );
     // 10 % of the buckets, rounded up.
     let tenth = support::SALT_BUCKETS.div_ceil(10);
     assert!(
@@ -156,6 +159,7 @@ async fn concurrent_rotations_on_postgres_all_apply() {
                 rotate_salts(
                     store.as_ref(),
                     SaltFraction::new(0.1).unwrap(),
+                    SaltPick::Any,
                     now_ms(),
                     &mut rng,
                     None,
