@@ -33,6 +33,14 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding {at} for metrics"))?,
+        ),
+        None => None,
+    };
     operator.spawn_sync();
     let snapshot = operator.snapshot();
     tracing::info!(
@@ -44,17 +52,38 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "operator ready"
     );
+    let metrics = match metrics_listener {
+        Some(listener) => {
+            println!(
+                "uid2 metrics on http://{}{}",
+                listener.local_addr()?,
+                http::METRICS_PATH
+            );
+            let app = http::metrics_router(operator.clone());
+            let limits = settings.limits;
+            Some(tokio::spawn(http::server::serve(
+                listener,
+                app,
+                limits,
+                shutdown_signal(),
+            )))
+        }
+        None => None,
+    };
     // Tests and scripts wait for this exact line.
     println!("uid2 operator listening on http://{addr}");
     std::io::stdout().flush().ok();
 
     http::server::serve(
         listener,
-        http::router(operator),
+        http::api_router(operator, metrics.is_none()),
         settings.limits,
         shutdown_signal(),
     )
     .await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -70,6 +70,10 @@ pub(crate) struct ServeArgs {
     /// serving (default 0: never, staleness is only reported).
     #[arg(long, env = "UID2_MAX_STALENESS")]
     pub max_staleness: Option<u64>,
+    /// Serve `/metrics` on this address instead of the API's (port 0 picks a free port): keep
+    /// the operator's counts off the public port.
+    #[arg(long, env = "UID2_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Settings every command shares: where the store is, what a new store is created with, and
@@ -189,12 +193,15 @@ struct FileSettings {
     max_connections: Option<usize>,
     legacy_api: Option<bool>,
     max_staleness: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Everything `uid2 serve` runs with.
 #[derive(Debug)]
 pub(crate) struct ServeSettings {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, if not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub common: CommonSettings,
     /// The operator's settings; its deployment settings are the given ones (or the defaults)
     /// until the store's replace them.
@@ -286,6 +293,7 @@ impl ServeArgs {
         }
         Ok(ServeSettings {
             limits,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
             listen: self
                 .listen
                 .or(file.listen)

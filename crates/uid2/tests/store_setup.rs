@@ -180,3 +180,27 @@ async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
     let metrics = Api::default().get_text(&format!("{url}/metrics")).await;
     assert!(metrics.contains("uid2_salt_buckets 128"), "{metrics}");
 }
+
+#[tokio::test]
+async fn metrics_can_be_kept_off_the_api_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}/uid2.db", dir.path().display());
+    support::init(&store);
+    let op = OperatorProcess::start(&store, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics_url = op
+        .printed
+        .iter()
+        .find_map(|line| line.strip_prefix("uid2 metrics on "))
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", op.printed))
+        .to_owned();
+    assert_ne!(metrics_url, format!("{}/metrics", op.url));
+    let metrics = Api::default().get_text(&metrics_url).await;
+    assert!(metrics.contains("uid2_salt_buckets 1024"), "{metrics}");
+    let on_the_api = reqwest::get(format!("{}/metrics", op.url)).await.unwrap();
+    assert_eq!(on_the_api.status(), 404);
+    // The API itself is where it was.
+    let health = reqwest::get(format!("{}/ops/healthcheck", op.url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

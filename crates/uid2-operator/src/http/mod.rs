@@ -254,6 +254,17 @@ pub(crate) fn is_binary(headers: &HeaderMap) -> bool {
 /// The load generator's reference route, served only when configured.
 const BASELINE_PATH: &str = "/ops/baseline";
 
+/// Where Prometheus scrapes the operator's metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// `/metrics` alone, for a listener of its own (an internal port, apart from the API's).
+pub fn metrics_router(operator: Arc<Operator>) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(ops::metrics))
+        .fallback(not_found)
+        .with_state(operator)
+}
+
 /// Every route and its handlers; the router and the metrics labels are both made from this.
 fn routes() -> Vec<(&'static str, MethodRouter<Arc<Operator>>)> {
     vec![
@@ -278,7 +289,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Operator>>)> {
         ),
         ("/ops/healthcheck", get(ops::healthcheck)),
         (BASELINE_PATH, post(ops::baseline)),
-        ("/metrics", get(ops::metrics)),
+        (METRICS_PATH, get(ops::metrics)),
         ("/static/js/{file}", get(ops::static_js)),
     ]
 }
@@ -305,12 +316,18 @@ async fn record_metrics(State(op): State<Arc<Operator>>, req: Request, next: Nex
 
 /// Builds the router of `operator`.
 pub fn router(operator: Arc<Operator>) -> Router {
+    api_router(operator, true)
+}
+
+/// [`router`], with `/metrics` or without it (when [`metrics_router`] serves it elsewhere).
+pub fn api_router(operator: Arc<Operator>, with_metrics: bool) -> Router {
     let baseline = operator.config().enable_baseline_route;
     let legacy = operator.config().legacy_api;
     let app = routes()
         .into_iter()
         .filter(|(path, _)| baseline || *path != BASELINE_PATH)
         .filter(|(path, _)| legacy || !path.starts_with("/v1/"))
+        .filter(|(path, _)| with_metrics || *path != METRICS_PATH)
         .fold(Router::new(), |app, (path, handlers)| {
             app.route(path, handlers)
         });
