@@ -58,6 +58,11 @@ impl BatchPool {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        Self::with_cores(cores)
+    }
+
+    /// A pool that runs at most `cores` batches at once.
+    fn with_cores(cores: usize) -> Self {
         Self {
             global: Arc::new(Semaphore::new(cores)),
             per_client: Mutex::new(HashMap::new()),
@@ -186,6 +191,8 @@ impl HttpBody for Sending {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
@@ -256,7 +263,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_whose_caller_hung_up_still_counts_against_its_client() {
-        let pool = BatchPool::new();
+        // More cores than one client may use, so that only the client's own share can make
+        // its next batch wait.
+        let pool = BatchPool::with_cores(PER_CLIENT + 2);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
         let gate = Arc::new(Mutex::new(finish_rx));
@@ -272,14 +281,24 @@ mod tests {
             // The caller goes away while its batch runs.
             drop(call);
         }
-        // Both batches still run: the client's next one waits for them, another client's not.
-        let mut next = Box::pin(pool.run("a", || answer(10)));
+        // Both batches still run: the client's next one does not start until they end;
+        // another client's runs at once.
+        let started = started_tx.clone();
+        let mut next = Box::pin(pool.run("a", move || {
+            started.send(()).unwrap();
+            answer(10)
+        }));
         assert!(futures_poll_once(next.as_mut()).await.is_none());
         assert!(pool.run("b", || answer(10)).await.is_ok());
+        assert!(
+            started_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the client's third batch ran beside its two"
+        );
         for _ in 0..PER_CLIENT {
             finish_tx.send(()).unwrap();
         }
         assert!(next.await.is_ok());
+        started_rx.recv().unwrap();
     }
 
     /// Polls `f` once: `Some` if it is ready.
