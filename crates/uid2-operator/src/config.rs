@@ -121,6 +121,14 @@ impl OperatorConfig {
                 "max_bidstream_lifetime must cover the advertising token lifetime".into(),
             ));
         }
+        if let Some(max) = self.max_staleness
+            && max <= self.sync_interval.saturating_mul(4)
+        {
+            // Between two syncs a healthy operator would fail its healthcheck.
+            return Err(ConfigError(
+                "max_staleness must be longer than four sync intervals".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use uid2_proto::CryptoRng;
 use uid2_proto::encoding::base64_encode;
-use uid2_proto::salt::{BucketSecret, DAY_MS, PREVIOUS_UID_DAYS};
+use uid2_proto::salt::{BucketSecret, DAY_MS};
 use uid2_store::{Claim, Conditional, KeyChange, KeyRecord, Precondition, Store, StoreError};
 
 use crate::admin::new_key;
@@ -334,7 +334,7 @@ fn rotate_buckets(
     }
     for bucket in buckets.iter_mut() {
         if bucket.previous.is_some()
-            && (now_ms - bucket.last_updated_ms) / DAY_MS >= PREVIOUS_UID_DAYS
+            && !uid2_proto::salt::previous_uid_still_reported(bucket.last_updated_ms, now_ms)
         {
             bucket.previous = None;
         }

@@ -155,6 +155,20 @@ async fn stalled_senders_without_a_key_delay_only_each_other() {
     .expect("a request with a key does not wait for keyless senders")
     .unwrap();
     assert_eq!(served["status"], "success");
+    // So is a refresh from a publisher's server, with its key...
+    let auth = format!("Bearer {}", t.publisher.api_key);
+    let keyed = tokio::time::timeout(
+        Duration::from_secs(5),
+        t.send(
+            "POST",
+            "/v2/token/refresh",
+            &[("Authorization", &auth)],
+            b"junk".to_vec(),
+        ),
+    )
+    .await
+    .expect("a refresh with a key does not wait for keyless senders");
+    assert_eq!(keyed.status, 400, "{keyed:?}");
     // ...while one more keyless body waits for its turn.
     let refresh = t.send("POST", "/v2/token/refresh", &[], b"junk".to_vec());
     tokio::pin!(refresh);

@@ -437,6 +437,12 @@ mod tests {
             off.resolve(&with_file).unwrap().operator.max_staleness,
             None
         );
+        let flapping = ServeArgs {
+            max_staleness: Some(1),
+            sync_interval_ms: Some(500),
+            ..ServeArgs::default()
+        };
+        assert!(flapping.resolve(&global).is_err());
         // A salt fraction outside (0, 1] is refused from the file as from a flag.
         std::fs::write(&path, "salt_rotation_fraction = 1.5\n").unwrap();
         let refused = ServeArgs::default().resolve(&with_file).unwrap_err();

@@ -42,13 +42,17 @@ class IdentityStore {
     const json = JSON.stringify(value);
     if (this._useCookie) {
       this._writeCookie(json, value.refresh_expires);
-      const saved = this._readCookieRaw() === json;
-      // localStorage is ours alone; a stale value there (say an old opt-out marker) could
-      // otherwise look newer than the cookie on a later load. Only once the cookie holds the
-      // identity, though: a browser that refuses the cookie (a cookieDomain the page is not
-      // under, cookies blocked) would otherwise leave it stored nowhere.
-      if (saved) this._removeLocal();
-      return saved;
+      if (this._readCookieRaw() === json) {
+        // localStorage is ours alone; a stale value there (say an old opt-out marker) could
+        // otherwise look newer than the cookie on a later load.
+        this._removeLocal();
+        return true;
+      }
+      // The browser refused the cookie (a cookieDomain the page is not under, cookies
+      // blocked): keep the identity in localStorage instead, so that the next load finds this
+      // one, not an older one (another user's, or a token from before an opt-out).
+      this._writeLocal(json);
+      return this._readLocalRaw() === json;
     }
     this._writeLocal(json);
     const saved = this._readLocalRaw() === json;

@@ -112,6 +112,25 @@ test('cookie mode keeps the localStorage copy when the browser refuses the cooki
   assert.deepEqual(storedIdentity(t.localStorage), identity, 'the only stored copy survives');
 });
 
+test('cookie mode keeps the newest identity in localStorage when the browser refuses the cookie', async () => {
+  const t = setup();
+  t.document.foreignDomain = 'wrong.example';
+  const older = makeIdentity(t.clock.now());
+  t.localStorage.setItem(LOCAL_STORAGE_KEY, JSON.stringify(older));
+  t.sdk.init({ useCookie: true, cookieDomain: 'wrong.example' });
+  const newer = makeIdentity(t.clock.now());
+  t.sdk.setIdentity(newer);
+  assert.deepEqual(storedIdentity(t.localStorage), newer, 'the next load finds the new identity');
+  // An opt-out on refresh replaces it too: the old token does not come back on reload.
+  t.operator.answerRefresh(newer, { status: 'optout' });
+  await t.clock.advance(newer.refresh_from - t.clock.now() + 1);
+  await waitFor(() => t.sdk.hasOptedOut(), 'opt-out');
+  const stored = storedIdentity(t.localStorage);
+  assert.equal(stored.status, 'optout');
+  assert.equal(stored.advertising_token, undefined);
+  assert.equal(t.document.find('__uid_2').length, 0);
+});
+
 test('an SDK 1.x cookie holding only the tokens is upgraded and refreshed at once', async () => {
   const t = setup();
   const next = makeIdentity(t.clock.now());

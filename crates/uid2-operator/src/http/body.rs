@@ -32,9 +32,10 @@ pub const MAX_PUBLIC_BODY_BYTES: usize = 16 << 10;
 /// enabled client's API key.
 pub const BODY_BUDGET_BYTES: usize = 256 << 20;
 
-/// Bytes of request bodies the process receives at once for the endpoints anyone may call
-/// (2,048 bodies of [`MAX_PUBLIC_BODY_BYTES`]), apart from [`BODY_BUDGET_BYTES`].
-pub const PUBLIC_BODY_BUDGET_BYTES: usize = 32 << 20;
+/// Bytes of request bodies the process receives at once for the endpoints anyone may call,
+/// from callers without an enabled client's key (4,096 bodies of [`MAX_PUBLIC_BODY_BYTES`]),
+/// apart from [`BODY_BUDGET_BYTES`].
+pub const PUBLIC_BODY_BUDGET_BYTES: usize = 64 << 20;
 
 /// The budget is counted in KiB, so that a permit count fits any semaphore.
 const BUDGET_UNIT: usize = 1 << 10;
@@ -97,13 +98,16 @@ impl FromRequest<Arc<Operator>> for LimitedBody {
 /// A request body of an endpoint anyone may call, read up to [`MAX_PUBLIC_BODY_BYTES`].
 pub struct PublicBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for PublicBody {
+impl FromRequest<Arc<Operator>> for PublicBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        read(req, MAX_PUBLIC_BODY_BYTES, Pool::Public)
-            .await
-            .map(PublicBody)
+    async fn from_request(req: Request, op: &Arc<Operator>) -> Result<Self, Self::Rejection> {
+        // A publisher refreshing from its server with its key is received within the keyed
+        // budget, out of reach of whoever fills the public one.
+        let keyed =
+            api_key(req.headers()).is_some_and(|key| op.snapshot().clients.enabled(key).is_some());
+        let pool = if keyed { Pool::Keyed } else { Pool::Public };
+        read(req, MAX_PUBLIC_BODY_BYTES, pool).await.map(PublicBody)
     }
 }
 

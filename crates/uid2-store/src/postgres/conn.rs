@@ -14,16 +14,40 @@ use crate::{Result, StoreError};
 /// Longest any one statement may take before the database counts as unreachable.
 pub(super) const STATEMENT_LIMIT: Duration = Duration::from_secs(5);
 
-/// Server settings of every session, sent when it starts:
-/// - `lock_timeout`: a write waiting for a fleet-wide lock (opt-outs take one each) gives up
-///   before [`STATEMENT_LIMIT`] with an answer ([`StoreError::Busy`]), so a lock held too long
-///   is not mistaken for a database that does not answer;
-/// - `idle_in_transaction_session_timeout`: the server ends a session that sits in a
-///   transaction doing nothing (its operator crashed, froze or lost the network mid-write), so
-///   the locks it holds are freed within seconds instead of blocking every operator's opt-outs
-///   until TCP gives up on it, hours later. Writes send their statements back to back.
-pub(super) const SESSION_OPTIONS: &str =
-    "-c lock_timeout=3000 -c idle_in_transaction_session_timeout=10000";
+/// Longest a write waits for a fleet-wide lock (opt-outs take one each) when its call has
+/// more time than that left.
+pub(super) const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(3);
+
+/// Time a call keeps back, after its lock wait, for the statements that follow and its commit.
+const AFTER_LOCK_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long a write's transaction may sit idle before the server ends its session.
+const IDLE_IN_WRITE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The settings of one write transaction (`SET LOCAL`: they end with it, so they work through
+/// a transaction-pooling proxy such as PgBouncer, which refuses them as startup options):
+/// - `lock_timeout`: a write waiting for a fleet-wide lock gives up within its call's deadline
+///   (`deadline`; `None` for work without one) with an answer ([`StoreError::Busy`]), so a
+///   lock held too long is not mistaken for a database that does not answer;
+/// - `idle_in_transaction_session_timeout`: the server ends a session that sits in a write
+///   doing nothing (its operator crashed, froze or lost the network mid-write), so the locks it
+///   holds are freed within seconds instead of blocking every operator's opt-outs until TCP
+///   gives up on it, hours later. Writes send their statements back to back.
+pub(super) fn write_settings(deadline: Option<tokio::time::Instant>) -> String {
+    let lock_wait = match deadline {
+        Some(deadline) => deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .saturating_sub(AFTER_LOCK_MARGIN)
+            .min(LOCK_WAIT_LIMIT),
+        None => LOCK_WAIT_LIMIT,
+    };
+    // Zero would mean "wait for ever".
+    let lock_ms = lock_wait.as_millis().max(1);
+    format!(
+        "SET LOCAL lock_timeout = {lock_ms}; SET LOCAL idle_in_transaction_session_timeout = {}",
+        IDLE_IN_WRITE_LIMIT.as_millis()
+    )
+}
 
 /// Maps a PostgreSQL error to what the caller can do about it, keeping the server's message
 /// (the error's own `Display` says only "db error").
@@ -47,7 +71,8 @@ pub(super) fn pg_err(e: tokio_postgres::Error) -> StoreError {
         text.push_str(&format!(" ({detail})"));
     }
     if *db.code() == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE {
-        // The session's `lock_timeout` (see `SESSION_OPTIONS`): another writer holds the lock.
+        // The transaction's `lock_timeout` (see `write_settings`): another writer holds the
+        // lock.
         return StoreError::Busy(text);
     }
     match &db.code().code()[..2] {

@@ -61,14 +61,9 @@ impl PostgresStore {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::BadUrl(url.to_owned()))?;
-        let options = match config.get_options() {
-            Some(theirs) => format!("{theirs} {}", conn::SESSION_OPTIONS),
-            None => conn::SESSION_OPTIONS.to_owned(),
-        };
         config
             .connect_timeout(pool::CALL_DEADLINE)
-            .keepalives_idle(Duration::from_secs(10))
-            .options(options);
+            .keepalives_idle(Duration::from_secs(10));
         let store = Self {
             description: describe(&config),
             pool: Pool::new(config),
@@ -88,7 +83,7 @@ impl PostgresStore {
         work: impl AsyncFnOnce(&mut PgConn<'_, Client>) -> Result<T>,
     ) -> Result<T> {
         self.pool
-            .run(Limit::Call, async |client| {
+            .run(Limit::Call, async |client, _| {
                 work(&mut PgConn::new(&*client)).await
             })
             .await
@@ -101,7 +96,7 @@ impl PostgresStore {
         work: impl AsyncFnOnce(&mut PgConn<'_, Transaction<'_>>) -> Result<T>,
     ) -> Result<T> {
         self.pool
-            .run(Limit::PerStatement, async |client| {
+            .run(Limit::PerStatement, async |client, _| {
                 let tx = limited(
                     client
                         .build_transaction()
@@ -124,8 +119,10 @@ impl PostgresStore {
         work: impl AsyncFnOnce(&mut PgConn<'_, Transaction<'_>>) -> Result<T>,
     ) -> Result<T> {
         self.pool
-            .run(limit, async |client| {
+            .run(limit, async |client, deadline| {
                 let tx = limited(client.transaction()).await?;
+                let deadline = (limit == Limit::Call).then_some(deadline);
+                limited(tx.batch_execute(&conn::write_settings(deadline))).await?;
                 let value = work(&mut PgConn::new(&tx)).await?;
                 limited(tx.commit()).await?;
                 Ok(value)

@@ -65,7 +65,7 @@ impl Pool {
     pub(super) async fn run<T>(
         &self,
         limit: Limit,
-        work: impl AsyncFnOnce(&mut Client) -> Result<T>,
+        work: impl AsyncFnOnce(&mut Client, Instant) -> Result<T>,
     ) -> Result<T> {
         let admission = self.breaker.admit()?;
         let deadline = Instant::now() + CALL_DEADLINE;
@@ -98,8 +98,11 @@ impl Pool {
     async fn run_on_connection<T>(
         &self,
         deadline: Instant,
-        work: impl AsyncFnOnce(&mut Client) -> Result<T>,
+        work: impl AsyncFnOnce(&mut Client, Instant) -> Result<T>,
     ) -> Result<T> {
+        // Calls waiting for a lock give their connection back before their deadline (see
+        // `write_settings`), so a connection that stays taken this long is one that does not
+        // answer.
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
             .await
             .map_err(|_| timed_out("waiting for a free connection"))?
@@ -111,7 +114,7 @@ impl Pool {
                 .await
                 .map_err(|_| timed_out("connecting"))??,
         };
-        let result = work(&mut client).await;
+        let result = work(&mut client, deadline).await;
         // A connection whose call failed to get an answer may be mid-statement: drop it.
         if !matches!(result, Err(StoreError::Unavailable(_))) && !client.is_closed() {
             self.lock_idle().push(client);
