@@ -275,9 +275,13 @@ pub async fn rotate_salts(
         };
         let mut state = read.value;
         let rotated = rotate_buckets(&mut state.buckets, fraction, pick, now_ms, rng);
-        if rotated.is_empty() && claim.is_none() {
-            // Nothing due: nothing to write (a scheduled pass still records its claim).
-            return Ok(Some(rotated));
+        if rotated.is_empty() {
+            // Nothing due: nothing to write, and nothing for operators to reload; a scheduled
+            // pass records its claim alone.
+            return match &claim {
+                None => Ok(Some(rotated)),
+                Some(claim) => Ok(store.claim_unchanged_salts(claim).await?.then_some(rotated)),
+            };
         }
         let pre = Precondition {
             generation: Some(read.generation),

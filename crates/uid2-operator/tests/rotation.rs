@@ -429,3 +429,67 @@ async fn map_emails(t: &TestOperator, emails: &[String]) -> HashMap<String, (Str
         .unwrap();
     uid2_testkit::answers::mapped_identities(&reply)
 }
+
+/// A scheduled salt rotation rotates the buckets that are due; a pass that finds none due
+/// takes its period without rewriting the salts (operators have nothing to reload).
+#[tokio::test]
+async fn a_scheduled_salt_rotation_with_nothing_due_only_takes_its_period() {
+    let t = TestOperator::start(OperatorConfig::default()).await;
+    let store = t.operator.store().clone();
+    let claim = |now_ms: i64| uid2_store::Claim {
+        job: "rotate-salts".into(),
+        now_ms,
+        period_ms: 1_000,
+    };
+    let all = SaltFraction::new(1.0).unwrap();
+    let now = now_ms();
+    // A new store has a thirtieth of its buckets due on its first day (64 buckets: 3).
+    let rotated = rotate_salts(
+        store.as_ref(),
+        all,
+        SaltPick::Due,
+        now,
+        &mut rand::rng(),
+        Some(claim(now)),
+    )
+    .await
+    .unwrap()
+    .expect("the first claim is won");
+    assert_eq!(rotated.len(), 3, "{rotated:?}");
+    let generation = store.generations().await.unwrap().salts;
+
+    let next = now + 2_000;
+    let nothing = rotate_salts(
+        store.as_ref(),
+        all,
+        SaltPick::Due,
+        next,
+        &mut rand::rng(),
+        Some(claim(next)),
+    )
+    .await
+    .unwrap()
+    .expect("the next period's claim is won");
+    assert!(nothing.is_empty());
+    assert_eq!(
+        store.generations().await.unwrap().salts,
+        generation,
+        "salts not rewritten"
+    );
+    assert_eq!(
+        store.last_claim_ms("rotate-salts").await.unwrap(),
+        Some(next)
+    );
+    // Within that period, the job is not run again.
+    let again = rotate_salts(
+        store.as_ref(),
+        all,
+        SaltPick::Due,
+        next + 500,
+        &mut rand::rng(),
+        Some(claim(next + 500)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, None);
+}

@@ -161,6 +161,10 @@ pub trait Store: Send + Sync + 'static {
     /// The salt settings and buckets packed into a table, built chunk by chunk (what an operator
     /// loads: a million buckets never exist as owned records).
     async fn salt_table(&self) -> Result<Option<(SaltMeta, uid2_proto::salt::SaltTable)>>;
+    /// Records `claim` of a salt-rotation job that found nothing to rotate, if the claim is
+    /// still due (serialised with salt writes, as their own claims are): the salts are not
+    /// rewritten, so operators have nothing to reload. Returns whether the claim was won.
+    async fn claim_unchanged_salts(&self, claim: &Claim) -> Result<bool>;
     /// Replaces the salt buckets if `pre` holds (the first-level salt must not change, and there
     /// must be at least one bucket: [`StoreError::Rejected`] otherwise).
     async fn replace_salt_buckets(

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use uid2_proto::salt::{RawUidSettings, SaltTable};
 use uid2_store::{
-    ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange, KeyRecord,
-    KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, SiteRecord, Store,
-    StoreError, Versioned,
+    Claim, ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange,
+    KeyRecord, KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, SiteRecord,
+    Store, StoreError, Versioned,
 };
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -158,6 +158,11 @@ impl Store for HookedStore {
     async fn salt_table(&self) -> Result<Option<(SaltMeta, SaltTable)>> {
         (self.hook)("salt_table").await?;
         self.inner.salt_table().await
+    }
+
+    async fn claim_unchanged_salts(&self, claim: &Claim) -> Result<bool> {
+        (self.hook)("claim_unchanged_salts").await?;
+        self.inner.claim_unchanged_salts(claim).await
     }
 
     async fn replace_salt_buckets(

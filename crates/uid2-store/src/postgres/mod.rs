@@ -16,9 +16,9 @@ use uid2_proto::salt::{RawUidSettings, SaltTable};
 use crate::queries::salts::SaltRows;
 use crate::queries::{self, InitialRows, clients, keys, optouts, raw_uids, salts, sites};
 use crate::{
-    ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange, KeyRecord,
-    KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, Setup, SiteRecord,
-    Store, StoreError, Versioned,
+    Claim, ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange,
+    KeyRecord, KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, Setup,
+    SiteRecord, Store, StoreError, Versioned,
 };
 use conn::{PgConn, limited};
 use pool::{Limit, Pool};
@@ -228,6 +228,13 @@ impl Store for PostgresStore {
 
     async fn salt_table(&self) -> Result<Option<(SaltMeta, SaltTable)>> {
         self.read_snapshot(async |c| salts::table(c).await).await
+    }
+
+    async fn claim_unchanged_salts(&self, claim: &Claim) -> Result<bool> {
+        self.write(Limit::Call, async |c| {
+            salts::claim_unchanged(c, claim).await
+        })
+        .await
     }
 
     async fn replace_salt_buckets(

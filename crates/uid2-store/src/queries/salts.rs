@@ -7,7 +7,7 @@ use uid2_proto::salt::{SaltTable, parse_salt_file, write_salt_file};
 use super::{bump, generation, record_claim, refused};
 use crate::sql::{Conn, Lock, Param};
 use crate::{
-    Conditional, Precondition, Result, SaltMeta, SaltState, StateKind, StoreError, Versioned,
+    Claim, Conditional, Precondition, Result, SaltMeta, SaltState, StateKind, StoreError, Versioned,
 };
 
 /// Buckets per row of `salt_chunks`: a million buckets load as 64 rows.
@@ -159,6 +159,21 @@ pub(crate) async fn write(conn: &mut impl Conn, rows: &SaltRows) -> Result<()> {
         .await?;
     }
     bump(conn, StateKind::Salts).await
+}
+
+/// Records `claim` alone if it is still due (under the salts' lock, as a salt write would);
+/// `conn` is a write transaction. Returns whether it was won.
+pub(crate) async fn claim_unchanged(conn: &mut impl Conn, claim: &Claim) -> Result<bool> {
+    conn.lock(Lock::Salts).await?;
+    let pre = Precondition {
+        generation: None,
+        claim: Some(claim.clone()),
+    };
+    if refused::<()>(conn, StateKind::Salts, &pre).await?.is_some() {
+        return Ok(false);
+    }
+    record_claim(conn, claim).await?;
+    Ok(true)
 }
 
 /// Replaces the salt buckets if `pre` holds; `conn` is a write transaction.

@@ -14,9 +14,9 @@ use uid2_proto::salt::{RawUidSettings, SaltTable};
 use crate::queries::salts::SaltRows;
 use crate::queries::{self, InitialRows, clients, keys, optouts, raw_uids, salts, sites};
 use crate::{
-    ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange, KeyRecord,
-    KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, Setup, SiteRecord,
-    Store, Versioned,
+    Claim, ClientRecord, Conditional, CstgKeypairRecord, Generations, InitialState, KeyChange,
+    KeyRecord, KeysetRecord, OptOutRecord, Precondition, Result, SaltMeta, SaltState, Setup,
+    SiteRecord, Store, Versioned,
 };
 
 /// The SQLite backend.
@@ -188,6 +188,15 @@ impl Store for SqliteStore {
     async fn salt_table(&self) -> Result<Option<(SaltMeta, SaltTable)>> {
         self.conn
             .run(Deferred, async |c| salts::table(c).await)
+            .await
+    }
+
+    async fn claim_unchanged_salts(&self, claim: &Claim) -> Result<bool> {
+        let claim = claim.clone();
+        self.conn
+            .run(Immediate, async move |c| {
+                salts::claim_unchanged(c, &claim).await
+            })
             .await
     }
 
