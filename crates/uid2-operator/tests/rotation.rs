@@ -436,40 +436,35 @@ async fn map_emails(t: &TestOperator, emails: &[String]) -> HashMap<String, (Str
 async fn a_scheduled_salt_rotation_with_nothing_due_only_takes_its_period() {
     let t = TestOperator::start(OperatorConfig::default()).await;
     let store = t.operator.store().clone();
-    let claim = |now_ms: i64| uid2_store::Claim {
-        job: "rotate-salts".into(),
-        now_ms,
-        period_ms: 1_000,
+    // One scheduled pass at `now_ms` (every bucket due may be rotated), with a 1 s period.
+    let scheduled = async |now_ms: i64| {
+        let claim = uid2_store::Claim {
+            job: "rotate-salts".into(),
+            now_ms,
+            period_ms: 1_000,
+        };
+        let all = SaltFraction::new(1.0).unwrap();
+        rotate_salts(
+            store.as_ref(),
+            all,
+            SaltPick::Due,
+            now_ms,
+            &mut rand::rng(),
+            Some(claim),
+        )
+        .await
+        .unwrap()
     };
-    let all = SaltFraction::new(1.0).unwrap();
     let now = now_ms();
     // A new store has a thirtieth of its buckets due on its first day (64 buckets: 3).
-    let rotated = rotate_salts(
-        store.as_ref(),
-        all,
-        SaltPick::Due,
-        now,
-        &mut rand::rng(),
-        Some(claim(now)),
-    )
-    .await
-    .unwrap()
-    .expect("the first claim is won");
+    let rotated = scheduled(now).await.expect("the first claim is won");
     assert_eq!(rotated.len(), 3, "{rotated:?}");
     let generation = store.generations().await.unwrap().salts;
 
     let next = now + 2_000;
-    let nothing = rotate_salts(
-        store.as_ref(),
-        all,
-        SaltPick::Due,
-        next,
-        &mut rand::rng(),
-        Some(claim(next)),
-    )
-    .await
-    .unwrap()
-    .expect("the next period's claim is won");
+    let nothing = scheduled(next)
+        .await
+        .expect("the next period's claim is won");
     assert!(nothing.is_empty());
     assert_eq!(
         store.generations().await.unwrap().salts,
@@ -481,15 +476,5 @@ async fn a_scheduled_salt_rotation_with_nothing_due_only_takes_its_period() {
         Some(next)
     );
     // Within that period, the job is not run again.
-    let again = rotate_salts(
-        store.as_ref(),
-        all,
-        SaltPick::Due,
-        next + 500,
-        &mut rand::rng(),
-        Some(claim(next + 500)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(again, None);
+    assert_eq!(scheduled(next + 500).await, None);
 }
