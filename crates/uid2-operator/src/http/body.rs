@@ -81,9 +81,7 @@ impl FromRequest<Arc<Operator>> for LimitedBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, op: &Arc<Operator>) -> Result<Self, Self::Rejection> {
-        let client =
-            api_key(req.headers()).and_then(|key| op.snapshot().clients.enabled(key).cloned());
-        let Some(client) = client else {
+        let Some(client) = enabled_client(&req, op) else {
             return Err(if req.uri().path().starts_with("/v1/") {
                 ApiError::unauthorized_text()
             } else {
@@ -104,11 +102,18 @@ impl FromRequest<Arc<Operator>> for PublicBody {
     async fn from_request(req: Request, op: &Arc<Operator>) -> Result<Self, Self::Rejection> {
         // A publisher refreshing from its server with its key is received within the keyed
         // budget, out of reach of whoever fills the public one.
-        let keyed =
-            api_key(req.headers()).is_some_and(|key| op.snapshot().clients.enabled(key).is_some());
-        let pool = if keyed { Pool::Keyed } else { Pool::Public };
+        let pool = match enabled_client(&req, op) {
+            Some(_) => Pool::Keyed,
+            None => Pool::Public,
+        };
         read(req, MAX_PUBLIC_BODY_BYTES, pool).await.map(PublicBody)
     }
+}
+
+/// The enabled client whose API key `req` carries, if any.
+fn enabled_client(req: &Request, op: &Operator) -> Option<Arc<Client>> {
+    let key = api_key(req.headers())?;
+    op.snapshot().clients.enabled(key).cloned()
 }
 
 fn too_large(limit: usize) -> ApiError {
