@@ -32,39 +32,43 @@ function resolveEnv(env, root) {
   };
 }
 
+// Returns the options init() works with. Throws only for what the official SDK refuses or what
+// would do harm (a `;` in a cookie attribute); values it tolerates (null for "not given", a truthy
+// non-boolean useCookie, a retry period past the timer limit) are normalised instead, since a
+// throw here ends the publisher's whole integration.
 function validateInitOptions(opts) {
   if (opts === undefined) opts = {};
   if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
-  if (opts.callback !== undefined && typeof opts.callback !== 'function') {
+  if (opts.callback !== undefined && opts.callback !== null && typeof opts.callback !== 'function') {
     throw new TypeError('opts.callback, if provided, must be a function');
   }
-  if (opts.refreshRetryPeriod !== undefined) {
-    if (typeof opts.refreshRetryPeriod !== 'number') {
+  const checked = Object.assign({}, opts);
+  for (const name of ['baseUrl', 'cookieDomain', 'cookiePath', 'callback', 'useCookie', 'refreshRetryPeriod']) {
+    if (checked[name] === null) delete checked[name];
+  }
+  if (checked.refreshRetryPeriod !== undefined) {
+    if (typeof checked.refreshRetryPeriod !== 'number') {
       throw new TypeError('opts.refreshRetryPeriod must be a number');
     }
-    if (!(opts.refreshRetryPeriod >= MIN_REFRESH_RETRY_PERIOD_MS)) {
+    if (!(checked.refreshRetryPeriod >= MIN_REFRESH_RETRY_PERIOD_MS)) {
       throw new RangeError('opts.refreshRetryPeriod must be >= ' + MIN_REFRESH_RETRY_PERIOD_MS);
     }
     // Browsers run a longer timeout at once (the delay overflows 32 bits): a busy loop.
-    if (!(opts.refreshRetryPeriod <= MAX_TIMER_DELAY_MS)) {
-      throw new RangeError('opts.refreshRetryPeriod must be <= ' + MAX_TIMER_DELAY_MS);
-    }
+    checked.refreshRetryPeriod = Math.min(checked.refreshRetryPeriod, MAX_TIMER_DELAY_MS);
   }
   for (const name of ['baseUrl', 'cookieDomain', 'cookiePath']) {
-    if (opts[name] !== undefined && typeof opts[name] !== 'string') {
+    if (checked[name] !== undefined && typeof checked[name] !== 'string') {
       throw new TypeError('opts.' + name + ', if provided, must be a string');
     }
   }
   // Written into the cookie's attributes: a `;` would add attributes of its own.
   for (const name of ['cookieDomain', 'cookiePath']) {
-    if (opts[name] !== undefined && /[;\s]/.test(opts[name])) {
+    if (checked[name] !== undefined && /[;\s]/.test(checked[name])) {
       throw new TypeError('opts.' + name + ' must not contain ";" or white space');
     }
   }
-  if (opts.useCookie !== undefined && typeof opts.useCookie !== 'boolean') {
-    throw new TypeError('opts.useCookie, if provided, must be a boolean');
-  }
-  return opts;
+  if (checked.useCookie !== undefined) checked.useCookie = !!checked.useCookie;
+  return checked;
 }
 
 function validateClientSideOptions(opts) {
@@ -93,6 +97,7 @@ class UID2 {
     this._identity = null; // a clean identity, an opt-out marker, or null
     this._status = undefined;
     this._initComplete = false;
+    this._stopped = false; // abort() or disconnect() was called: init() is refused from then on
     this._answerAsyncNow = false; // after init (or abort), getAdvertisingTokenAsync answers at once
     this._timer = null;
     this._ticket = 0;
@@ -125,6 +130,8 @@ class UID2 {
 
   init(opts) {
     if (this._initComplete) throw new TypeError('Calling init() more than once is not allowed');
+    // As the official SDK: abort() and disconnect() end this page's use of UID2.
+    if (this._stopped) throw new TypeError('Calling init() once aborted or disconnected is not allowed');
     this._opts = validateInitOptions(opts);
     this._store = new IdentityStore(this._opts, this._env);
     this._api = new ApiClient(this._opts.baseUrl || this._env.defaultBaseUrl, this._env);
@@ -146,10 +153,14 @@ class UID2 {
     return identity ? identity.advertising_token : undefined;
   }
 
+  // After init a current token answers at once, even while a refresh is in flight (ad calls
+  // must not wait on the operator); only a caller with no token to give waits for the request.
   getAdvertisingTokenAsync() {
-    if (!this._answerAsyncNow || this._busy()) return this._pending.add();
+    if (!this._answerAsyncNow) return this._pending.add();
     const token = this.getAdvertisingToken();
-    return token ? Promise.resolve(token) : Promise.reject(new Error('Identity not available'));
+    if (token) return Promise.resolve(token);
+    if (this._busy()) return this._pending.add();
+    return Promise.reject(new Error('Identity not available'));
   }
 
   // Null while the advertising token is expired, even if a refresh may still bring it back.
@@ -168,6 +179,7 @@ class UID2 {
   }
 
   isLoginRequired() {
+    if (this._stopped && !this._initComplete) return true;
     if (!this._initComplete) return undefined;
     return !this.isIdentityAvailable();
   }
@@ -187,6 +199,7 @@ class UID2 {
   }
 
   disconnect() {
+    this._stopped = true;
     this._cancelActivity(new Error('UID2 SDK disconnected.'));
     this._answerAsyncNow = true;
     this._pending.rejectAll(new Error('UID2 SDK disconnected.'));
@@ -200,6 +213,7 @@ class UID2 {
 
   abort(reason) {
     const error = reason instanceof Error ? reason : new Error(reason || 'UID2 SDK aborted.');
+    this._stopped = true;
     this._cancelActivity(error);
     this._answerAsyncNow = true;
     this._pending.rejectAll(error);
