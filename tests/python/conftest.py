@@ -19,6 +19,11 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / os.environ.get("UID2_PROFILE", "debug")
 
 
+# Our binaries run without the developer's UID2_* settings (a UID2_CONFIG in the shell must not
+# change what the suite sees); the suite passes its own flags.
+CHILD_ENV = {k: v for k, v in os.environ.items() if not k.startswith("UID2_")}
+
+
 def binary(name: str) -> str:
     path = os.environ.get("UID2_" + name.upper().replace("-", "_") + "_BIN", str(TARGET / name))
     if not pathlib.Path(path).exists():
@@ -52,7 +57,7 @@ class Operator:
 
     def cli(self, *args):
         out = subprocess.run([self.uid2, "--store", self.store, "--salt-buckets", str(self.salt_buckets), *args],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=CHILD_ENV)
         if out.returncode != 0:
             raise RuntimeError(f"uid2 {' '.join(args)} failed: {out.stderr}")
         return out.stdout
@@ -61,9 +66,11 @@ class Operator:
         return json.loads(self.cli("client", "add", "--name", name, "--site-id", str(site_id), "--roles", roles, "--json"))
 
     def start(self):
+        # stderr goes to a file: a pipe nobody reads would stall the operator once it filled.
+        self.stderr = open(os.path.join(self.dir, "serve.log"), "w+")
         self.process = subprocess.Popen(
             [self.uid2, "--store", self.store, "serve", "--listen", "127.0.0.1:0", *self.serve_args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=CHILD_ENV)
         deadline = time.time() + 30
         while time.time() < deadline:
             ready, _, _ = select.select([self.process.stdout], [], [], 0.5)
@@ -74,7 +81,8 @@ class Operator:
                     return self
                 if not line and self.process.poll() is not None:
                     break
-        raise RuntimeError("uid2 serve did not start: " + (self.process.stderr.read() if self.process.poll() is not None else "timeout"))
+        self.stderr.seek(0)
+        raise RuntimeError("uid2 serve did not start: " + (self.stderr.read() if self.process.poll() is not None else "timeout"))
 
     def stop(self):
         if self.process:
@@ -83,6 +91,7 @@ class Operator:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+            self.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

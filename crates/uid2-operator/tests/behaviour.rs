@@ -21,6 +21,16 @@ use uid2_testkit::store::HookedStore;
 #[tokio::test]
 async fn a_disabled_client_is_refused_within_one_second() {
     let t = TestOperator::start(OperatorConfig::default()).await;
+    // The store write alone changes nothing: requests are answered from the snapshot, which
+    // only a sync replaces.
+    let store = t.operator.store();
+    assert!(store.set_client_disabled("dsp", true).await.unwrap());
+    assert!(
+        t.call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
+            .await
+            .is_ok()
+    );
+    assert!(store.set_client_disabled("dsp", false).await.unwrap());
     t.operator.spawn_sync();
     assert!(
         t.call(&t.mapper, "/v2/key/bidstream", serde_json::Value::Null)
@@ -49,15 +59,7 @@ async fn a_disabled_client_is_refused_within_one_second() {
             .call(&t.dsp, "/v2/key/bidstream", serde_json::Value::Null)
             .await
         {
-            Err(reply) if reply.status == 401 => {
-                // Seen through a sync tick, not at once: the store write alone changes nothing.
-                assert!(
-                    started.elapsed() >= Duration::from_millis(100),
-                    "{:?}",
-                    started.elapsed()
-                );
-                break;
-            }
+            Err(reply) if reply.status == 401 => break,
             _ if started.elapsed() > Duration::from_secs(1) => panic!("still accepted after 1 s"),
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -529,4 +531,83 @@ async fn v1_identity_map_refuses_keys_in_plain_text() {
         .send("GET", "/v1/token/generate?email=a@example.com", &[], vec![])
         .await;
     assert_eq!(v1_generate.body, br#"{"status":"unauthorized"}"#);
+}
+
+/// A page that gets an error must be able to read it: without CORS headers the browser hides
+/// the answer and the SDK sees status 0. Every kind of refusal, from the router's own 404 to a
+/// store outage, carries them for the page's origin.
+#[tokio::test]
+async fn every_error_answer_carries_cors_for_the_page() {
+    const PAGE: &str = "https://elsewhere.example";
+    let mut outage = None;
+    let t = TestOperator::start_wrapped(OperatorConfig::default(), |store| {
+        let (store, down) = HookedStore::with_outage(store);
+        outage = Some(down);
+        Arc::new(store)
+    })
+    .await;
+    let email_hash = HashedIdentity::from_email("cors@example.com").unwrap().hash;
+    let (cstg, _) = t
+        .cstg_request(
+            format!(r#"{{"email_hash":"{email_hash}"}}"#).as_bytes(),
+            None,
+        )
+        .await;
+    let optout_auth = format!("Bearer {}", t.optout.api_key);
+    let (logout, _) = TestOperator::seal(&t.optout, br#"{"email":"cors@example.com"}"#, now_ms());
+    // (expected status, method, path, headers besides Origin, body)
+    type Case<'a> = (u16, &'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+    let cases: Vec<Case> = vec![
+        (400, "POST", "/v2/token/refresh", vec![], b"junk".to_vec()),
+        (
+            401,
+            "POST",
+            "/v2/token/generate",
+            vec![("Authorization", "Bearer nobody")],
+            b"x".to_vec(),
+        ),
+        (
+            403,
+            "POST",
+            "/v2/token/client-generate",
+            vec![],
+            serde_json::to_vec(&cstg).unwrap(),
+        ),
+        (404, "GET", "/v2/no/such/endpoint", vec![], Vec::new()),
+        (405, "DELETE", "/v2/token/refresh", vec![], Vec::new()),
+        (
+            413,
+            "POST",
+            "/v2/token/refresh",
+            vec![],
+            vec![b'A'; 2 * 1024 * 1024],
+        ),
+        (
+            503,
+            "POST",
+            "/v2/token/logout",
+            vec![("Authorization", optout_auth.as_str())],
+            logout,
+        ),
+    ];
+    outage.unwrap().store(true, Ordering::SeqCst);
+    for (status, method, path, headers, body) in cases {
+        let mut headers = headers;
+        headers.push(("Origin", PAGE));
+        let reply = t.send(method, path, &headers, body).await;
+        assert_eq!(reply.status, status, "{method} {path}: {reply:?}");
+        assert_eq!(
+            reply
+                .headers
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap()),
+            Some(PAGE),
+            "{method} {path}: {:?}",
+            reply.headers
+        );
+        assert!(
+            reply.json()["status"].is_string(),
+            "{method} {path}: {reply:?}"
+        );
+    }
 }

@@ -217,6 +217,60 @@ async fn a_lock_held_too_long_makes_writes_busy_not_the_store_unreachable() {
     assert_eq!(store.optouts_after(0, 10).await.unwrap(), vec![record]);
 }
 
+/// A database set to `synchronous_commit = off` (commits acknowledged before their WAL is on
+/// disk) still gets durable opt-outs: each write raises the setting for its own transaction.
+/// A trigger records what the writing transaction itself runs with.
+#[tokio::test]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn writes_are_durable_on_a_database_that_commits_asynchronously() {
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.database("async_commit").unwrap();
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute("ALTER DATABASE async_commit SET synchronous_commit = off")
+        .await
+        .unwrap();
+    let store = open(&url).await.unwrap();
+    store.initialize(&common::initial()).await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE commit_modes (mode TEXT NOT NULL);
+             CREATE FUNCTION record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               INSERT INTO commit_modes VALUES (current_setting('synchronous_commit'));
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER record_commit_mode AFTER INSERT ON optouts
+               FOR EACH ROW EXECUTE FUNCTION record_commit_mode();",
+        )
+        .await
+        .unwrap();
+    // What a session of this database runs with unless told otherwise.
+    let (fresh, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let default: String = fresh
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(default, "off");
+
+    store.append_optout([7; 32], None, 1).await.unwrap();
+    let modes: Vec<String> = admin
+        .query("SELECT mode FROM commit_modes", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(modes, ["local"]);
+}
+
 /// Retries `call` until it succeeds (at most 30 s).
 async fn eventually<T, F: Future<Output = Result<T>>>(mut call: impl FnMut() -> F) -> T {
     let started = Instant::now();

@@ -253,6 +253,14 @@ async fn prepare(http: &reqwest::Client, target: &mut Target) -> Result<(usize, 
     let request_len = body.len();
     let response = send(http, target, &path, body).await?;
     target.verify(&check, &response).context("sample request")?;
+    // Without its baseline every ratio would be meaningless: say so before measuring anything.
+    let (path, body, _) = target.build(0, Some(response.len()));
+    send(http, target, &path, body).await.with_context(|| {
+        format!(
+            "the operator at {} does not answer its baseline route; start it with `uid2 serve --bench-baseline true`",
+            target.base
+        )
+    })?;
     Ok((request_len, response.len()))
 }
 

@@ -558,3 +558,61 @@ async fn background_refresher_picks_up_a_new_key() {
     );
     failing.stop();
 }
+
+/// After two key rotations a bidder and a sharer that fetch their keys afresh still decrypt
+/// tokens minted before them (the old keys stay published until those tokens expire), and the
+/// old identity still refreshes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_before_key_rotations_decrypt_with_keys_fetched_after_them() {
+    let f = start();
+    let identity = f
+        .generate(TokenGenerateInput::from_email("rotated@example.com"))
+        .await;
+    let sharing = f.sharing();
+    sharing.refresh().await.unwrap();
+    let raw_uid = sharing
+        .decrypt_token_into_raw_uid(&identity.advertising_token)
+        .uid()
+        .unwrap();
+    let shared = sharing.encrypt_raw_uid_into_token(&raw_uid).unwrap();
+    let old_site_key = site_key_id(&f.store, &identity.advertising_token);
+
+    f.cli(&["keys", "rotate", "--activation-lead", "0"]);
+    f.cli(&["keys", "rotate", "--activation-lead", "0"]);
+    // The operator mints with a new key once it has synced the rotations.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fresh = loop {
+        let fresh = f
+            .generate(TokenGenerateInput::from_email("rotated@example.com"))
+            .await;
+        if site_key_id(&f.store, &fresh.advertising_token) != old_site_key {
+            break fresh;
+        }
+        assert!(Instant::now() < deadline, "the rotations never took effect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let bidstream = f.bidstream();
+    bidstream.refresh().await.unwrap();
+    let sharing = f.sharing();
+    sharing.refresh().await.unwrap();
+    for token in [&identity.advertising_token, &fresh.advertising_token] {
+        let r = bidstream.decrypt_token_into_raw_uid(token, None);
+        assert_eq!(r.status, DecryptionStatus::Success);
+        assert_eq!(r.uid().as_deref(), Some(raw_uid.as_str()));
+    }
+    let r = sharing.decrypt_token_into_raw_uid(&shared);
+    assert_eq!(r.status, DecryptionStatus::Success);
+    assert_eq!(r.uid().as_deref(), Some(raw_uid.as_str()));
+
+    let refreshed = match f.publisher().refresh_token(&identity).await.unwrap() {
+        TokenRefreshResponse::Success(id) => id,
+        TokenRefreshResponse::OptOut => panic!("not opted out"),
+    };
+    assert_ne!(
+        site_key_id(&f.store, &refreshed.advertising_token),
+        old_site_key
+    );
+    let r = bidstream.decrypt_token_into_raw_uid(&refreshed.advertising_token, None);
+    assert_eq!(r.uid().as_deref(), Some(raw_uid.as_str()));
+}

@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::json;
-use support::{Api, ClientCreds, OperatorProcess, UID2};
+use support::{Api, ClientCreds, OperatorProcess, uid2_command};
 use uid2_proto::encoding::base64_decode;
 
 fn uid2(store: &str, args: &[&str]) -> Output {
@@ -120,7 +120,7 @@ fn after<'a>(lines: &'a [String], label: &str) -> &'a str {
 async fn serve_initialises_a_fresh_store_with_settings_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
-    let mut command = Command::new(UID2);
+    let mut command = uid2_command();
     command
         .arg("serve")
         .env("UID2_STORE", &store)

@@ -2,15 +2,13 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{Value, json};
-use support::{Api, OperatorProcess, UID2, add_client, cli};
+use support::{Api, OperatorProcess, add_client, cli, uid2_command};
 use uid2_proto::encoding::base64_encode;
 
 /// Runs `uid2 token …`; returns the exit success and the printed JSON.
 fn token_command(store: &str, args: &[&str]) -> (bool, Value) {
-    let out = Command::new(UID2)
+    let out = uid2_command()
         .args(["--store", store, "token"])
         .args(args)
         .output()

@@ -32,7 +32,10 @@ const IDLE_IN_WRITE_LIMIT: Duration = Duration::from_secs(10);
 /// - `idle_in_transaction_session_timeout`: the server ends a session that sits in a write
 ///   doing nothing (its operator crashed, froze or lost the network mid-write), so the locks it
 ///   holds are freed within seconds instead of blocking every operator's opt-outs until TCP
-///   gives up on it, hours later. Writes send their statements back to back.
+///   gives up on it, hours later. Writes send their statements back to back;
+/// - `synchronous_commit`: a database or role set to `off` would let a commit return before
+///   its WAL is on disk, so an acknowledged opt-out could vanish in a crash; such a write
+///   raises it to `local` (any stricter setting, such as waiting for a standby, is kept).
 pub(super) fn write_settings(deadline: Option<tokio::time::Instant>) -> String {
     let lock_wait = match deadline {
         Some(deadline) => deadline
@@ -44,7 +47,9 @@ pub(super) fn write_settings(deadline: Option<tokio::time::Instant>) -> String {
     // Zero would mean "wait for ever".
     let lock_ms = lock_wait.as_millis().max(1);
     format!(
-        "SET LOCAL lock_timeout = {lock_ms}; SET LOCAL idle_in_transaction_session_timeout = {}",
+        "SET LOCAL lock_timeout = {lock_ms}; SET LOCAL idle_in_transaction_session_timeout = {}; \
+         SELECT set_config('synchronous_commit', 'local', true) \
+         WHERE current_setting('synchronous_commit') = 'off'",
         IDLE_IN_WRITE_LIMIT.as_millis()
     )
 }

@@ -14,6 +14,18 @@ use uid2_proto::envelope::{open_bare_response, open_response, seal_request};
 
 pub const UID2: &str = env!("CARGO_BIN_EXE_uid2");
 
+/// A `uid2` command that does not inherit the developer's `UID2_*` settings (a `UID2_CONFIG`
+/// or `UID2_LISTEN` in the shell must not change what a test sees); tests pass their own.
+pub fn uid2_command() -> Command {
+    let mut command = Command::new(UID2);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("UID2_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Salt buckets of the stores the tests create: few, so that `uid2 init` is quick.
 pub const SALT_BUCKETS: usize = 1024;
 
@@ -24,7 +36,7 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 /// A command still running after two minutes (a `serve` that was expected to be refused, say)
 /// is killed and fails the test.
 pub fn run(store: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let child = Command::new(UID2)
+    let child = uid2_command()
         .args([
             "--store",
             store,
@@ -130,7 +142,7 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts `uid2 --store STORE serve` on a free port with `extra` flags.
     pub fn start(store: &str, extra: &[&str]) -> Self {
-        let mut command = Command::new(UID2);
+        let mut command = uid2_command();
         command
             .args(["--store", store, "serve", "--listen", "127.0.0.1:0"])
             .args(extra);
