@@ -149,6 +149,25 @@ async fn optout_status_matches_the_raw_uid_text_exactly() {
 }
 
 #[tokio::test]
+async fn an_opt_out_status_request_of_the_wrong_shape_says_what_is_wrong() {
+    let t = operator().await;
+    for payload in [
+        json!({ "advertising_ids": ["AAAA", 5] }),
+        json!({ "advertising_ids": "AAAA" }),
+        json!({ "advertising_ids": [null] }),
+    ] {
+        let reply = t
+            .call(&t.mapper, "/v2/optout/status", payload)
+            .await
+            .unwrap_err();
+        client_error(
+            &reply,
+            "Invalid payload in body: advertising_ids must be an array of strings",
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_empty_or_binary_refresh_body_is_an_invalid_token() {
     let t = operator().await;
     let auth = format!("Bearer {}", t.publisher.api_key);

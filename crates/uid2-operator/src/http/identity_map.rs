@@ -223,7 +223,9 @@ pub(super) async fn optout_status(
         &[Role::Mapper, Role::Sharer, Role::IdReader],
     )?;
     let input: OptoutStatusRequest = req
-        .take(|e| format!("Invalid payload in body: {e}"))?
+        // The only field: anything that is not an array of strings is wrong in the same way
+        // (serde's own wording would name Rust's types).
+        .take(|_| "Invalid payload in body: advertising_ids must be an array of strings".to_owned())?
         .ok_or_else(|| ApiError::client_error("Invalid request body"))?;
     let ids = input
         .advertising_ids
