@@ -98,6 +98,17 @@ pub trait Store: Send + Sync + 'static {
     /// A description for logs (no credentials).
     fn describe(&self) -> String;
 
+    /// Writes a consistent copy of the whole store to `destination` (a new file) while it stays
+    /// in use, and returns the copy's size in bytes. Only the embedded store can; a PostgreSQL
+    /// database is backed up with its own tools (`pg_dump`), so the default refuses.
+    async fn back_up(&self, destination: &std::path::Path) -> Result<u64> {
+        let _ = destination;
+        Err(StoreError::Rejected(format!(
+            "{} is backed up with its database's own tools (pg_dump for PostgreSQL)",
+            self.describe()
+        )))
+    }
+
     /// Writes `state` if the store has never been initialised; returns whether it did. Atomic:
     /// of several operators starting on one empty database, exactly one initialises it. A state
     /// without salt buckets is [`StoreError::Rejected`].

@@ -19,6 +19,14 @@ async fn postgres_store_honours_the_contract() {
     assert!(open_existing(&url).await.unwrap().is_some());
     assert!(store.describe().starts_with("postgres://127.0.0.1:"));
     common::exercise(store.as_ref()).await;
+    // PostgreSQL has its own backup tools; the store says so instead of writing a file.
+    let refused = store
+        .back_up(std::path::Path::new("/nonexistent/backup.db"))
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Rejected(m)) if m.contains("pg_dump")),
+        "{refused:?}"
+    );
     // A second connection (another operator) migrates nothing and sees the same data.
     let again = open(&url).await.unwrap();
     assert_eq!(again.clients().await.unwrap().len(), 3);

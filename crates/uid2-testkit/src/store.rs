@@ -64,6 +64,11 @@ impl Store for HookedStore {
         format!("hooked {}", self.inner.describe())
     }
 
+    async fn back_up(&self, destination: &std::path::Path) -> Result<u64> {
+        (self.hook)("back_up").await?;
+        self.inner.back_up(destination).await
+    }
+
     async fn initialize(&self, state: &InitialState) -> Result<bool> {
         (self.hook)("initialize").await?;
         self.inner.initialize(state).await

@@ -405,3 +405,36 @@ pub(crate) async fn optout(global: &GlobalArgs, command: OptoutCommand) -> Resul
     println!("opt-out recorded (sequence {})", record.seq);
     Ok(())
 }
+
+/// Flags of `uid2 backup`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BackupArgs {
+    /// The new file to write (never overwritten); restore by pointing `--store` at it.
+    #[arg(long)]
+    to: std::path::PathBuf,
+}
+
+/// `uid2 backup --to PATH`: a consistent copy of the store, taken without stopping anyone.
+/// Reads only: an uninitialised or missing store is an error, and nothing in it changes.
+pub(crate) async fn backup(global: &GlobalArgs, args: BackupArgs) -> Result<()> {
+    let common = global.resolve()?;
+    let url = &common.store;
+    let store = uid2_store::open_existing(url)
+        .await
+        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?
+        .ok_or_else(|| not_initialized(&uid2_store::redact_url(url)))?;
+    if !store.is_initialized().await? {
+        return Err(not_initialized(&store.describe()));
+    }
+    let bytes = store
+        .back_up(&args.to)
+        .await
+        .with_context(|| format!("backing up {}", store.describe()))?;
+    println!(
+        "Backed up {} to {} ({bytes} bytes); serve it with --store sqlite://{}",
+        store.describe(),
+        args.to.display(),
+        args.to.display()
+    );
+    Ok(())
+}

@@ -47,6 +47,9 @@ enum Command {
     /// Rotates salt buckets.
     #[command(subcommand)]
     Salts(rotate::SaltsCommand),
+    /// Writes a consistent copy of an SQLite store to a new file, safe while operators run
+    /// (PostgreSQL: use pg_dump).
+    Backup(admin::BackupArgs),
     /// Inspects and decrypts tokens, for humans debugging them.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -75,6 +78,7 @@ async fn main() -> Result<()> {
         Command::Keys(c) => rotate::keys(&cli.global, c).await,
         Command::Salts(c) => rotate::salts(&cli.global, c).await,
         Command::Token(c) => token::run(&cli.global, c).await,
+        Command::Backup(args) => admin::backup(&cli.global, args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -204,3 +204,59 @@ async fn metrics_can_be_kept_off_the_api_port() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// `uid2 backup` copies a store in use: what was acknowledged before it (a client, an opt-out
+/// still in the write-ahead log of a running operator's database) is in the copy, an operator
+/// serves from the copy, and an existing file is never overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_serving_holds_everything_acknowledged_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    support::init(&store);
+    support::cli(
+        &store,
+        &["site", "add", "--id", "1001", "--name", "Publisher"],
+    );
+    let publisher = support::add_client(&store, "publisher", 1001, "generator");
+    let running = OperatorProcess::start(&store, &[]);
+    support::cli(&store, &["optout", "add", "--email", "gone@example.com"]);
+
+    let backup = dir.path().join("backup.db");
+    let backup_arg = backup.to_str().unwrap();
+    let printed = support::cli(&store, &["backup", "--to", backup_arg]);
+    assert!(printed.starts_with("Backed up "), "{printed}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the copy holds every secret");
+    }
+    let taken = std::fs::read(&backup).unwrap();
+    let again = support::run(&store, &[], &["backup", "--to", backup_arg]);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert!(
+        std::fs::read(&backup).unwrap() == taken,
+        "the backup was overwritten"
+    );
+    drop(running);
+
+    let restored = OperatorProcess::start(&format!("sqlite://{backup_arg}"), &[]);
+    let api = Api::default();
+    for (email, status) in [
+        ("gone@example.com", "optout"),
+        ("kept@example.com", "success"),
+    ] {
+        let answer = api
+            .call(
+                &restored.url,
+                &publisher,
+                "/v2/token/generate",
+                &json!({ "email": email }),
+            )
+            .await;
+        assert_eq!(answer.http, 200, "{email}: {answer:?}");
+        assert_eq!(answer.json["status"], status, "{email}");
+    }
+}

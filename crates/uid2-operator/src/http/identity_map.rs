@@ -225,7 +225,9 @@ pub(super) async fn optout_status(
     let input: OptoutStatusRequest = req
         // The only field: anything that is not an array of strings is wrong in the same way
         // (serde's own wording would name Rust's types).
-        .take(|_| "Invalid payload in body: advertising_ids must be an array of strings".to_owned())?
+        .take(|_| {
+            "Invalid payload in body: advertising_ids must be an array of strings".to_owned()
+        })?
         .ok_or_else(|| ApiError::client_error("Invalid request body"))?;
     let ids = input
         .advertising_ids

@@ -96,6 +96,54 @@ impl Shared {
         Ok(Self(Arc::new(Mutex::new(conn))))
     }
 
+    /// Writes a consistent copy of the database to `destination`, a new file readable by its
+    /// owner only, while other connections (a running operator) go on reading and writing:
+    /// `VACUUM INTO` reads one snapshot, the write-ahead log's committed pages included, which a
+    /// copy of the file alone would miss. Returns the copy's size in bytes.
+    pub(super) async fn back_up(&self, destination: std::path::PathBuf) -> Result<u64> {
+        let shared = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let shown = destination.display().to_string();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(&destination).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    StoreError::Rejected(format!(
+                        "{shown} already exists; a backup never overwrites"
+                    ))
+                } else {
+                    StoreError::Unavailable(format!("creating {shown}: {e}"))
+                }
+            })?;
+            let copied = {
+                let conn = shared
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                conn.execute("VACUUM INTO ?1", [shown.as_str()])
+                    .map_err(sql_err)
+                    .and_then(|_| {
+                        // SQLite does not sync what VACUUM INTO writes: a backup that a power
+                        // cut could tear is no backup.
+                        let file = std::fs::File::open(&destination).and_then(|f| {
+                            f.sync_all()?;
+                            f.metadata()
+                        });
+                        file.map(|m| m.len())
+                            .map_err(|e| StoreError::Unavailable(format!("syncing {shown}: {e}")))
+                    })
+            };
+            if copied.is_err() {
+                // Nothing half-written is left to be mistaken for a backup.
+                let _ = std::fs::remove_file(&destination);
+            }
+            copied
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("SQLite worker: {e}")))?
+    }
+
     /// Runs `work` in a transaction on a blocking thread; commits if it succeeds.
     pub(super) async fn run<T, F>(&self, behavior: TransactionBehavior, work: F) -> Result<T>
     where

@@ -62,6 +62,10 @@ impl Store for SqliteStore {
         format!("sqlite://{}", self.path)
     }
 
+    async fn back_up(&self, destination: &std::path::Path) -> Result<u64> {
+        self.conn.back_up(destination.to_path_buf()).await
+    }
+
     async fn initialize(&self, state: &InitialState) -> Result<bool> {
         let rows = InitialRows::new(state)?;
         self.conn
