@@ -10,6 +10,7 @@ use uid2_operator::rotation::{
     DEFAULT_ACTIVATION_LEAD, KeyRotationPolicy, MAX_POLICY_SECS, RETENTION_MARGIN, SaltFraction,
     SaltPick, key_retention, rotate_keys, rotate_salts,
 };
+use uid2_proto::wire::datetime::format_local_date_time;
 use uid2_store::{Claim, Store};
 
 use crate::admin::open_store;
@@ -65,7 +66,15 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
     match command {
         KeysCommand::List => {
             let keys = store.keys().await?;
-            for ks in store.keysets().await? {
+            let keysets = store.keysets().await?;
+            // The key each keyset encrypts with now, chosen as the operator chooses it.
+            let state = uid2_operator::snapshot::KeyState::new(&keysets, &keys);
+            let now_s = now_ms() / 1000;
+            let utc = |s: i64| {
+                let text = format_local_date_time(s.saturating_mul(1000));
+                format!("{}Z", text.strip_suffix(".000").unwrap_or(&text))
+            };
+            for ks in keysets {
                 println!(
                     "keyset {:>4} site {:>5} {:<20} {}{}",
                     ks.id,
@@ -74,10 +83,22 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
                     if ks.enabled { "enabled" } else { "disabled" },
                     if ks.is_default { ", default" } else { "" }
                 );
+                let in_use = state.ring.active_key(ks.id, now_s).map(|k| k.id);
                 for k in keys.iter().filter(|k| k.keyset_id == ks.id) {
+                    let state = if in_use == Some(k.id) {
+                        "in use"
+                    } else if k.activates_s > now_s {
+                        "pending"
+                    } else if k.expires_s <= now_s {
+                        "expired"
+                    } else {
+                        "superseded"
+                    };
                     println!(
-                        "  key {:>6}  activates {}  expires {}",
-                        k.id, k.activates_s, k.expires_s
+                        "  key {:>6}  activates {}  expires {}  {state}",
+                        k.id,
+                        utc(k.activates_s),
+                        utc(k.expires_s)
                     );
                 }
             }

@@ -183,3 +183,28 @@ fn updating_a_site_says_which_domains_it_loses() {
         "{updated}"
     );
 }
+
+#[test]
+fn keys_list_says_which_key_each_keyset_encrypts_with() {
+    let (_dir, store) = store();
+    // New keys wait an hour (the default lead) before the operators use them.
+    cli(&store, &["keys", "rotate"]);
+    let listed = cli(&store, &["keys", "list"]);
+    let mut keysets = 0;
+    for block in listed.split("keyset ").skip(1) {
+        keysets += 1;
+        let states: Vec<&str> = block
+            .lines()
+            .skip(1)
+            .map(|line| line.rsplit("  ").next().unwrap())
+            .collect();
+        assert_eq!(states, ["in use", "pending"], "{block}");
+    }
+    assert!(keysets >= 3, "{listed}");
+    // Times are UTC date-times, not bare epoch seconds.
+    let first_key = listed.lines().find(|l| l.contains("key ")).unwrap();
+    assert!(
+        first_key.contains("T") && first_key.contains("Z  expires"),
+        "{first_key}"
+    );
+}
