@@ -20,6 +20,7 @@ use uid2_store::{
 use crate::clients::lookup_hash;
 use crate::config::OperatorConfig;
 use crate::deployment::SettledStore;
+use crate::domain_names::site_domain_name;
 
 /// How long a new key stays valid.
 pub const KEY_LIFETIME_S: i64 = 365 * 86_400;
@@ -315,10 +316,10 @@ pub async fn add_client(
             "site ids of clients are positive".into(),
         ));
     }
-    if name.trim().is_empty() || name.chars().any(char::is_control) {
-        return Err(AdminError::Invalid(
-            "a client's name is some text on one line".into(),
-        ));
+    if !is_name(name) {
+        return Err(AdminError::Invalid(format!(
+            "a client's name is some text on one line, at most {MAX_NAME_CHARS} characters"
+        )));
     }
     // Checked here for a clear answer; the store's unique constraint settles a race.
     if store.clients().await?.iter().any(|c| c.name == name) {
@@ -342,8 +343,9 @@ pub async fn add_client(
     Ok(client)
 }
 
-/// Adds or updates a site; a site without a keyset also gets its own default keyset and a key,
-/// so tokens minted for it are encrypted with its own key.
+/// Adds or updates a site, and returns it as stored (its lists checked and normalised, see
+/// `checked_site`); a site without a keyset also gets its own default keyset and a key, so
+/// tokens minted for it are encrypted with its own key.
 ///
 /// The keyset and key are one key change: the store checks that the site has no keyset and
 /// allocates both ids under its key lock, so neither a rotation nor another site added at once
@@ -353,13 +355,14 @@ pub async fn add_site(
     site: SiteRecord,
     now_ms: i64,
     rng: &mut (impl CryptoRng + ?Sized),
-) -> Result<(), AdminError> {
+) -> Result<SiteRecord, AdminError> {
     if site.id <= FALLBACK_PUBLISHER_SITE_ID {
         return Err(AdminError::Invalid(format!(
             "site ids 2 and below are reserved (got {})",
             site.id
         )));
     }
+    let site = checked_site(site)?;
     store.upsert_site(&site).await?;
     let now_s = now_ms / 1000;
     // The ids are the store's to allocate (0 here).
@@ -371,12 +374,46 @@ pub async fn add_site(
         ..KeyChange::default()
     };
     match store.change_keys(&change, &Precondition::default()).await? {
-        Conditional::Written(_) => Ok(()),
+        Conditional::Written(_) => Ok(site),
         // No precondition was set, so none can fail.
         Conditional::Stale | Conditional::Unclaimed => Err(AdminError::Store(
             StoreError::Rejected("an unconditional key change was refused".into()),
         )),
     }
+}
+
+/// Longest site name, client name or app name: a label, not a document.
+const MAX_NAME_CHARS: usize = 256;
+
+/// Whether `name` is a usable name: some text on one line, of at most [`MAX_NAME_CHARS`].
+fn is_name(name: &str) -> bool {
+    !name.trim().is_empty()
+        && !name.chars().any(char::is_control)
+        && name.chars().count() <= MAX_NAME_CHARS
+}
+
+/// The site with its lists checked: a name, domain names that client-side generation can
+/// match (lower-cased, each once; see [`site_domain_name`]), and app names that are names.
+fn checked_site(mut site: SiteRecord) -> Result<SiteRecord, AdminError> {
+    if !is_name(&site.name) {
+        return Err(AdminError::Invalid(format!(
+            "a site's name is some text on one line, at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    let mut domains: Vec<String> = Vec::with_capacity(site.domain_names.len());
+    for listed in &site.domain_names {
+        let domain = site_domain_name(listed).map_err(AdminError::Invalid)?;
+        if !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    site.domain_names = domains;
+    if let Some(bad) = site.app_names.iter().find(|a| !is_name(a)) {
+        return Err(AdminError::Invalid(format!(
+            "{bad:?} is not an app name (some text on one line, at most {MAX_NAME_CHARS} characters)"
+        )));
+    }
+    Ok(site)
 }
 
 /// Adds a CSTG key pair for an existing site.

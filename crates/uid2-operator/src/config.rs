@@ -41,9 +41,9 @@ pub struct OperatorConfig {
     pub enable_baseline_route: bool,
     /// The TCF vendor id whose consent EUID token generation requires (official default 21).
     pub tcf_vendor_id: u16,
-    /// Longest a request may take, from its head to its answer (body included): past it the
-    /// answer is a retryable 503, and a body that never finishes arriving stops holding the
-    /// connection.
+    /// Longest a request may take, from its head to its answer (body included): past it a body
+    /// still arriving gets a 408 (and stops holding the connection), and a request the server
+    /// has not answered a retryable 503.
     pub request_timeout: Duration,
     /// Serve the legacy v1 endpoints (`/v1/token/*`, `/v1/identity/map`) that the 2021
     /// publisher guide used. On by default so that guide works as written; an operator whose

@@ -9,12 +9,14 @@
 //! - [`identity_service`]: mint, refresh, map; [`optout`]: the opt-out index;
 //! - [`admin`]: creating clients, sites, keys, salts (used by the CLI and bootstrap);
 //! - [`deployment`]: the settings fixed per store (identity scope, environment, v3 raw UIDs);
+//! - [`domain_names`]: which domain a page's origin counts as, and what a site may list;
 //! - [`http`]: the routes.
 
 pub mod admin;
 pub mod clients;
 pub mod config;
 pub mod deployment;
+pub mod domain_names;
 pub mod http;
 pub mod identity_service;
 pub mod metrics;

@@ -611,3 +611,42 @@ async fn every_error_answer_carries_cors_for_the_page() {
         );
     }
 }
+
+/// A request the server itself is too slow to answer within the request timeout (here a store
+/// that takes seconds to write) gets a retryable 503, not a 408: the client did nothing wrong.
+#[tokio::test]
+async fn a_request_the_server_is_too_slow_for_is_a_retryable_503() {
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let switch = slow.clone();
+    let config = OperatorConfig {
+        request_timeout: Duration::from_millis(500),
+        ..OperatorConfig::default()
+    };
+    let t = TestOperator::start_wrapped(config, move |store| {
+        Arc::new(HookedStore::new(store, move |op| {
+            let stall = op == "append_optout" && slow.load(Ordering::SeqCst);
+            async move {
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Ok(())
+            }
+        }))
+    })
+    .await;
+    switch.store(true, Ordering::SeqCst);
+    let reply = t
+        .call(
+            &t.optout,
+            "/v2/token/logout",
+            serde_json::json!({ "email": "slow@example.com" }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({"status": "unknown", "message": "request timed out"})
+    );
+    assert!(reply.headers.contains_key("retry-after"));
+}

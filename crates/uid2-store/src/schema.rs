@@ -4,7 +4,7 @@
 //! differ (binary columns and the append-only sequence key) are placeholders each backend fills.
 
 use crate::sql::{Conn, Dialect, Lock, Param};
-use crate::{Result, Setup};
+use crate::{Result, Setup, StoreError};
 
 /// Ordered migrations: (version, SQL). Never edit a released one; append a new one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -158,6 +158,14 @@ async fn migrate(conn: &mut impl Conn, now_s: i64) -> Result<()> {
             |r| r.i64(0),
         )
         .await?;
+    // A newer binary migrated this store: this one does not know its tables and could damage
+    // them (a fleet upgrades its operators before anything runs the older binary again).
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current > known {
+        return Err(StoreError::Rejected(format!(
+            "the store's schema is version {current}, newer than this uid2 knows ({known}): run a newer uid2"
+        )));
+    }
     for (version, sql) in pending(conn.dialect(), current) {
         conn.batch(&sql).await?;
         conn.execute(

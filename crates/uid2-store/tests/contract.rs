@@ -128,3 +128,48 @@ async fn a_new_sqlite_store_is_readable_by_its_owner_only() {
     assert!(wal.exists());
     assert_eq!(mode(&wal), 0o600);
 }
+
+/// Damage to a store's file is refused as corrupt, never acted on: a bucket count of
+/// trillions (which once made the loader reserve terabytes and abort the process), an empty
+/// first-level salt (every raw UID would silently change), a schema from a newer binary.
+#[tokio::test]
+async fn a_damaged_sqlite_store_is_refused_not_acted_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uid2.db");
+    let url = format!("sqlite://{}", path.display());
+    open(&url)
+        .await
+        .unwrap()
+        .initialize(&common::initial())
+        .await
+        .unwrap();
+    let damage = |sql: &str| {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    };
+
+    damage("UPDATE salt_meta SET bucket_count = 999999999999");
+    let store = open(&url).await.unwrap();
+    assert!(
+        matches!(store.salt_table().await, Err(StoreError::Corrupt(m)) if m.contains("999999999999")),
+        "bucket count"
+    );
+    assert!(matches!(store.salts().await, Err(StoreError::Corrupt(_))));
+
+    damage("UPDATE salt_meta SET bucket_count = 4, first_level_salt = ''");
+    let refused = store.salt_table().await;
+    assert!(
+        matches!(&refused, Err(StoreError::Corrupt(m)) if m.contains("first-level salt")),
+        "{refused:?}"
+    );
+    drop(store);
+
+    damage("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)");
+    let refused = open(&url).await.map(|_| ());
+    assert!(
+        matches!(&refused, Err(StoreError::Rejected(m)) if m.contains("version 99")),
+        "{refused:?}"
+    );
+}

@@ -333,7 +333,7 @@ pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()
                 app_names,
                 created_s: existing.as_ref().map_or(now_ms() / 1000, |s| s.created_s),
             };
-            admin::add_site(store.as_ref(), site.clone(), now_ms(), &mut rand::rng()).await?;
+            let site = admin::add_site(store.as_ref(), site, now_ms(), &mut rand::rng()).await?;
             match existing {
                 None => println!("site {id} ({name}) added"),
                 // An update replaces the allow-lists: say so, since a domain left out of the

@@ -39,13 +39,15 @@ pub(crate) struct BenchArgs {
     #[arg(long = "endpoint", value_enum, default_values_t = [Endpoint::Generate, Endpoint::Refresh, Endpoint::Map])]
     endpoints: Vec<Endpoint>,
     /// Requests in flight.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     concurrency: usize,
     /// Seconds per measurement.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
-    /// Emails per identity-map call.
-    #[arg(long, default_value_t = 10_000)]
+    /// Emails per identity-map call (the operator takes bodies of up to 1 MiB: about 30,000).
+    #[arg(long, default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     map_size: usize,
     /// Print one JSON object per measurement instead of a table.
     #[arg(long)]

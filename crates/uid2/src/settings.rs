@@ -49,10 +49,12 @@ pub(crate) struct ServeArgs {
     /// Fraction of salt buckets each salt rotation changes.
     #[arg(long, env = "UID2_SALT_ROTATION_FRACTION")]
     pub salt_rotation_fraction: Option<SaltFraction>,
-    /// Longest a request may take, body and answer included, seconds (default 30).
+    /// Longest a request may take to be answered, its body included, seconds (default 30): a
+    /// body still arriving then gets a 408, a request the server has not answered a 503.
     #[arg(long, env = "UID2_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
-    /// Longest a client may take to send a request's head, seconds (default 10).
+    /// Longest a client may take to send a request's head, and a new connection its first
+    /// byte, seconds (default 10).
     #[arg(long, env = "UID2_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<u64>,
     /// Longest a connection may go without a byte moving either way, seconds (default 75).

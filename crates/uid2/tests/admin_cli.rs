@@ -208,3 +208,134 @@ fn keys_list_says_which_key_each_keyset_encrypts_with() {
         "{first_key}"
     );
 }
+
+/// A site lists what client-side generation can match: registrable domains, lower-cased, each
+/// once; anything else is refused with what to list instead, and nothing is stored.
+#[test]
+fn sites_list_only_domains_client_side_generation_can_match() {
+    let (_dir, store) = store();
+    for (domain, says) in [
+        ("www.example.com", r#"list "example.com""#),
+        ("https://example.com/path", "not a domain name"),
+        ("", "not a domain name"),
+        ("intranet.corp", "not under a known public suffix"),
+    ] {
+        let stderr = refused(
+            &store,
+            &[
+                "site", "add", "--id", "1000", "--name", "Pub", "--domain", domain,
+            ],
+        );
+        assert!(stderr.contains(says), "{domain:?}: {stderr}");
+    }
+    let long_name = "n".repeat(300);
+    let stderr = refused(
+        &store,
+        &["site", "add", "--id", "1000", "--name", &long_name],
+    );
+    assert!(stderr.contains("at most 256 characters"), "{stderr}");
+    let stderr = refused(
+        &store,
+        &[
+            "site",
+            "add",
+            "--id",
+            "1000",
+            "--name",
+            "Pub",
+            "--app-name",
+            " ",
+        ],
+    );
+    assert!(stderr.contains("not an app name"), "{stderr}");
+    let sites: Value = serde_json::from_str(&cli(&store, &["site", "list", "--json"])).unwrap();
+    assert!(
+        sites.as_array().unwrap().iter().all(|s| s["id"] != 1000),
+        "{sites}"
+    );
+
+    cli(
+        &store,
+        &[
+            "site",
+            "add",
+            "--id",
+            "1000",
+            "--name",
+            "Pub",
+            "--domain",
+            "Example.COM",
+            "--domain",
+            "example.com",
+            "--domain",
+            "localhost",
+        ],
+    );
+    let sites: Value = serde_json::from_str(&cli(&store, &["site", "list", "--json"])).unwrap();
+    let site = sites
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == 1000)
+        .unwrap();
+    assert_eq!(
+        site["domain_names"],
+        serde_json::json!(["example.com", "localhost"])
+    );
+}
+
+#[test]
+fn bench_refuses_settings_that_measure_nothing() {
+    for args in [
+        ["--concurrency", "0"],
+        ["--duration", "0"],
+        ["--map-size", "0"],
+    ] {
+        let mut all = vec![
+            "bench",
+            "--url",
+            "http://127.0.0.1:9",
+            "--key",
+            "k",
+            "--secret",
+            "s",
+        ];
+        all.extend(args);
+        let out = support::run("sqlite:///nonexistent/uid2.db", &[], &all);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn bench_says_when_the_operator_has_no_baseline_route() {
+    let (_dir, store) = store();
+    cli(
+        &store,
+        &["site", "add", "--id", "1001", "--name", "Publisher"],
+    );
+    let publisher = add_client(&store, "publisher", 1001, "generator");
+    let operator = support::OperatorProcess::start(&store, &[]);
+    let secret = publisher.secret_base64();
+    let out = support::run(
+        &store,
+        &[],
+        &[
+            "bench",
+            "--url",
+            &operator.url,
+            "--key",
+            &publisher.key,
+            "--secret",
+            &secret,
+            "--endpoint",
+            "generate",
+            "--duration",
+            "1",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--bench-baseline true"), "{stderr}");
+}

@@ -48,13 +48,14 @@ const HEALTHCHECK: &[u8] = b"GET /ops/healthcheck HTTP/1.1\r\nHost: uid2\r\n\r\n
 
 #[test]
 fn stalled_requests_are_cut_off() {
+    // The idle limit is longer than the test's patience: each cut-off below is another limit's.
     let (_dir, operator) = operator(&[
         "--header-read-timeout",
         "1",
         "--request-timeout",
         "1",
         "--idle-timeout",
-        "2",
+        "60",
     ]);
 
     // A head that never ends: the connection is closed.
@@ -64,7 +65,7 @@ fn stalled_requests_are_cut_off() {
     let answer = read_until_closed(&mut head);
     assert!(!answer.contains("200 OK"), "{answer}");
 
-    // A body that never arrives: a retryable 503 with the status JSON, CORS included.
+    // A body that never arrives: the sender's doing, a 408 with the status JSON, CORS included.
     let mut body = connect(&operator);
     body.write_all(
         b"POST /v2/token/refresh HTTP/1.1\r\nHost: uid2\r\nOrigin: https://pub.example\r\n\
@@ -72,19 +73,21 @@ fn stalled_requests_are_cut_off() {
     )
     .unwrap();
     let answer = read_until_closed(&mut body);
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("retry-after: 2"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(!answer.contains("retry-after"), "{answer}");
     assert!(
         answer.contains("access-control-allow-origin: https://pub.example"),
         "{answer}"
     );
-    assert!(answer.ends_with(r#"{"status":"unknown","message":"request timed out"}"#));
+    assert!(
+        answer.ends_with(
+            r#"{"status":"client_error","message":"Request body not received in time"}"#
+        )
+    );
 
-    // A kept-alive connection is answered, then closed once it idles.
-    let mut idle = connect(&operator);
-    idle.write_all(HEALTHCHECK).unwrap();
-    let answer = read_until_closed(&mut idle);
-    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    // A connection that never sends a byte: closed after the head's deadline, not the idle one.
+    let mut silent = connect(&operator);
+    assert_eq!(read_until_closed(&mut silent), "");
 
     // None of it got in the way of anyone else.
     let mut fresh = connect(&operator);
@@ -123,4 +126,123 @@ fn connections_past_the_cap_wait_their_turn() {
         "{:?}",
         String::from_utf8_lossy(&buf[..n])
     );
+}
+
+#[test]
+fn a_kept_alive_connection_is_closed_once_it_idles() {
+    let (_dir, operator) = operator(&["--idle-timeout", "2"]);
+    let mut idle = connect(&operator);
+    idle.write_all(HEALTHCHECK).unwrap();
+    let answer = read_until_closed(&mut idle);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
+
+/// A client that closes its sending side once its request is out still gets its answer.
+#[test]
+fn a_half_closed_client_is_answered() {
+    let (_dir, operator) = operator(&[]);
+    let mut half_closed = connect(&operator);
+    half_closed
+        .write_all(b"GET /ops/healthcheck HTTP/1.1\r\nHost: uid2\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    half_closed.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = read_until_closed(&mut half_closed);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
+
+/// An answer still on its way to a slow reader keeps its connection open however long it
+/// takes, as long as bytes move: the idle limit is for connections where nothing does. (A
+/// bidder fetching every salt bucket over a slow link must not get a truncated answer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_the_whole_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use uid2_proto::cipher::GcmKey;
+    use uid2_proto::encoding::{base64_decode, base64_encode};
+    use uid2_proto::envelope::{open_response, seal_request};
+
+    const IDLE_SECS: u64 = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    // Enough buckets for an answer of about 10 MB, more than the socket buffers hold.
+    let out = support::uid2_command()
+        .args(["--store", &store, "--salt-buckets", "131072", "init"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::cli(
+        &store,
+        &["site", "add", "--id", "2001", "--name", "Advertiser"],
+    );
+    let mapper = support::add_client(&store, "mapper", 2001, "mapper");
+    let operator = OperatorProcess::start(&store, &["--idle-timeout", &IDLE_SECS.to_string()]);
+
+    let key = GcmKey::new(&mapper.secret);
+    let nonce = [7u8; 8];
+    let sealed = seal_request(
+        &key,
+        uid2_operator::now_ms(),
+        nonce,
+        br#"{"since_timestamp":"2000-01-01T00:00:00"}"#,
+        &mut rand::rng(),
+    );
+    let body = base64_encode(&sealed);
+    let request = format!(
+        "POST /v2/identity/buckets HTTP/1.1\r\nHost: uid2\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        mapper.key,
+        body.len()
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: the operator's writes wait on this reader.
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let addr = operator.url.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        // About 1 MB at a time, then a pause shorter than the idle limit.
+        let mut got = 0;
+        while got < chunk.len() {
+            match stream.read(&mut chunk[got..]).await.unwrap() {
+                0 => break,
+                n => got += n,
+            }
+        }
+        received.extend_from_slice(&chunk[..got]);
+        if got < chunk.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let took = started.elapsed();
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        received.len() - head_end,
+        length,
+        "truncated after {took:?}"
+    );
+    assert!(
+        took > Duration::from_secs(2 * IDLE_SECS),
+        "the transfer took {took:?}: too quick to show anything"
+    );
+    let opened =
+        open_response(&key, &base64_decode(&received[head_end..]).unwrap(), nonce).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&opened.payload).unwrap();
+    assert_eq!(json["body"].as_array().unwrap().len(), 131_072);
 }

@@ -7,7 +7,8 @@
 //! A body is memory held for as long as its sender takes to send it, up to the request timeout:
 //! without the process-wide budget, slow senders on thousands of connections (or hundreds of
 //! HTTP/2 streams on one) could hold gigabytes. With it, they can only make other requests
-//! wait for their turn to read, and a request that waits past its timeout is a retryable 503.
+//! wait for their turn to read, and a request that waits past its timeout is a retryable 503;
+//! a body that is still arriving at that point is the sender's doing, and gets a 408.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 use uid2_proto::wire::ResponseStatus;
 
-use super::{ApiError, api_key};
+use super::{ApiError, RequestDeadline, api_key};
 use crate::Operator;
 use crate::clients::Client;
 
@@ -161,15 +162,31 @@ async fn read(req: Request, limit: usize, pool: Pool) -> Result<Bytes, ApiError>
         }
         _ => None,
     };
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|e| {
-            if is_length_limit(&e) {
-                too_large(limit)
-            } else {
-                ApiError::client_error(format!("Invalid body: {e}"))
-            }
-        })
+    let deadline = req.extensions().get::<RequestDeadline>().copied();
+    let receive = axum::body::to_bytes(req.into_body(), limit);
+    let received = match deadline {
+        Some(RequestDeadline(at)) => tokio::time::timeout_at(at, receive)
+            .await
+            .map_err(|_| not_received())?,
+        None => receive.await,
+    };
+    received.map_err(|e| {
+        if is_length_limit(&e) {
+            too_large(limit)
+        } else {
+            ApiError::client_error(format!("Invalid body: {e}"))
+        }
+    })
+}
+
+/// A body its sender did not finish within the request's time: the client's doing, so a 4xx
+/// (retrying with a body that arrives will do), not the 503 of a server too slow to answer.
+fn not_received() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        ResponseStatus::ClientError,
+        "Request body not received in time",
+    )
 }
 
 /// Whether a body error (anywhere in its chain) is the length limit being hit.

@@ -17,6 +17,7 @@ use uid2_proto::wire::{CstgPayload, CstgRequest, ResponseStatus};
 use uid2_store::SiteRecord;
 
 use super::{ApiError, PublicBody, answer_json, ok};
+use crate::domain_names::registrable_domain;
 use crate::identity_service::{self, GenerateOutcome, GeneratePolicy};
 use crate::{Operator, now_ms};
 
@@ -37,28 +38,6 @@ fn origin_host(origin: &str) -> Option<String> {
         authority.split(':').next()?.to_owned()
     };
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
-/// The registrable domain of a host, as the official operator computes it
-/// (`DomainNameCheckUtil.getTopLevelDomainName`: Guava's "top private domain", ICANN and private
-/// public suffixes alike): `www.example.co.uk` → `example.co.uk`, `foo.github.io` →
-/// `foo.github.io`. `localhost` and `x.localhost` give `localhost` (for local testing). IP
-/// literals, public suffixes themselves and names under no known public suffix give `None`.
-fn registrable_domain(host: &str) -> Option<String> {
-    if host == "localhost"
-        || host
-            .strip_suffix(".localhost")
-            .is_some_and(|label| !label.is_empty() && !label.contains('.'))
-    {
-        return Some("localhost".to_owned());
-    }
-    let domain = psl::domain(host.as_bytes())?;
-    if !domain.suffix().is_known() {
-        return None;
-    }
-    std::str::from_utf8(domain.as_bytes())
-        .ok()
-        .map(str::to_owned)
 }
 
 /// Whether a page at `origin` may generate tokens for `site`: the registrable domain of its

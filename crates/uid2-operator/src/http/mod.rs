@@ -357,14 +357,28 @@ pub fn api_router(operator: Arc<Operator>, with_metrics: bool) -> Router {
 /// [`OperatorConfig::request_timeout`]: crate::OperatorConfig::request_timeout
 async fn enforce_request_timeout(
     State(operator): State<Arc<Operator>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    match tokio::time::timeout(operator.config().request_timeout, next.run(req)).await {
+    let deadline = tokio::time::Instant::now() + operator.config().request_timeout;
+    // The body reader answers a body that has not arrived by then itself (a 408: the client's
+    // doing); the margin lets its answer win over this one, which is for the server's slowness.
+    req.extensions_mut().insert(RequestDeadline(deadline));
+    match tokio::time::timeout_at(deadline + BODY_DEADLINE_MARGIN, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable("request timed out").into_response(),
     }
 }
+
+/// When the request under way must have been answered ([`OperatorConfig::request_timeout`]
+/// after it arrived).
+///
+/// [`OperatorConfig::request_timeout`]: crate::OperatorConfig::request_timeout
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestDeadline(pub(crate) tokio::time::Instant);
+
+/// How much later than [`RequestDeadline`] the router's own timeout fires.
+const BODY_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A 200 response with a body and content type.
 pub(crate) fn ok(content_type: &'static str, body: impl Into<Body>) -> Response {

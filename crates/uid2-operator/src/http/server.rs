@@ -32,9 +32,10 @@ use tokio::time::{Instant, Sleep};
 /// Limits on the connections a server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// From the first byte of a request to the end of its head (request line and headers).
+    /// From the first byte of a request to the end of its head (request line and headers); also
+    /// how long a new connection may stay silent before its first byte.
     pub header_read_timeout: Duration,
-    /// Longest a connection may wait for a byte to arrive or to leave, whether a request is
+    /// Longest a connection may go without a byte arriving or leaving, whether a request is
     /// under way or the connection idles between requests.
     pub idle_timeout: Duration,
     /// Connections open at once.
@@ -75,7 +76,10 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // A client may close its sending side once its request is out (`nc -N`, some
+        // scripts) and still wait for the answer.
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -97,7 +101,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         stream.set_nodelay(true).ok();
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let io = TokioIo::new(IdleTimeout::new(
+            stream,
+            limits.idle_timeout,
+            limits.header_read_timeout,
+        ));
         let connection = builder
             .serve_connection_with_upgrades(io, TowerToHyperService::new(app.clone()))
             .into_owned();
@@ -131,43 +139,46 @@ async fn accept_failed(e: &io::Error) {
 }
 
 /// A TCP stream whose reads and writes fail with [`io::ErrorKind::TimedOut`] once one has
-/// waited longer than the idle timeout without a byte moving; the connection then closes.
+/// waited too long without a byte moving in either direction; the connection then closes.
+/// "Either direction": an answer still being sent to a slow reader keeps the connection alive
+/// even though nothing arrives meanwhile, and a connection that has never sent a byte gets
+/// only the request-head deadline (hyper's own head timer starts at the first byte, so a
+/// client that connects and says nothing would otherwise hold its slot for the idle timeout).
 struct IdleTimeout {
     stream: TcpStream,
+    /// The limit once the client has sent a byte: between requests, or waiting mid-request.
     idle: Duration,
+    /// The limit before the first byte.
+    first_byte: Duration,
+    /// When a byte last moved (or the connection was accepted).
+    last_progress: Instant,
+    /// Whether the client has sent anything yet.
+    heard: bool,
     read: Deadline,
     write: Deadline,
 }
 
-/// The deadline of a read or write that is waiting, if one is.
+/// The timer of a read or write that is waiting, if one is.
 struct Deadline {
     sleep: Pin<Box<Sleep>>,
-    armed: bool,
+    /// The instant `sleep` is set to, if it is armed.
+    at: Option<Instant>,
 }
 
 impl Deadline {
     fn new() -> Self {
         Self {
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            armed: false,
+            at: None,
         }
     }
 
-    /// After the stream answered `poll`: disarmed if it made progress; armed (at `idle` from
-    /// now, if not yet) and checked if it is waiting.
-    fn check<T>(
-        &mut self,
-        poll: Poll<io::Result<T>>,
-        idle: Duration,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.armed = false;
-            return poll;
-        }
-        if !self.armed {
-            self.armed = true;
-            self.sleep.as_mut().reset(Instant::now() + idle);
+    /// For an operation still waiting: (re)aims the timer at `at`, the connection's current
+    /// deadline, and fails the operation once that has passed.
+    fn wait<T>(&mut self, at: Instant, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.at != Some(at) {
+            self.at = Some(at);
+            self.sleep.as_mut().reset(at);
         }
         match self.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
@@ -180,13 +191,42 @@ impl Deadline {
 }
 
 impl IdleTimeout {
-    fn new(stream: TcpStream, idle: Duration) -> Self {
+    fn new(stream: TcpStream, idle: Duration, first_byte: Duration) -> Self {
         Self {
             stream,
             idle,
+            first_byte: first_byte.min(idle),
+            last_progress: Instant::now(),
+            heard: false,
             read: Deadline::new(),
             write: Deadline::new(),
         }
+    }
+
+    /// When a waiting operation times out: no byte moved since `last_progress` for the limit.
+    fn deadline(&self) -> Instant {
+        let limit = if self.heard {
+            self.idle
+        } else {
+            self.first_byte
+        };
+        self.last_progress + limit
+    }
+
+    /// After a write-side operation answered `poll`: progress moves the shared deadline; a wait
+    /// is checked against it.
+    fn on_write<T>(
+        &mut self,
+        poll: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.write.at = None;
+            self.last_progress = Instant::now();
+            return poll;
+        }
+        let at = self.deadline();
+        self.write.wait(at, cx)
     }
 }
 
@@ -197,8 +237,16 @@ impl AsyncRead for IdleTimeout {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
-        this.read.check(poll, this.idle, cx)
+        if poll.is_ready() {
+            this.read.at = None;
+            this.last_progress = Instant::now();
+            this.heard |= buf.filled().len() > before;
+            return poll;
+        }
+        let at = this.deadline();
+        this.read.wait(at, cx)
     }
 }
 
@@ -210,7 +258,7 @@ impl AsyncWrite for IdleTimeout {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.write.check(poll, this.idle, cx)
+        this.on_write(poll, cx)
     }
 
     fn poll_write_vectored(
@@ -220,7 +268,7 @@ impl AsyncWrite for IdleTimeout {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.write.check(poll, this.idle, cx)
+        this.on_write(poll, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -230,12 +278,12 @@ impl AsyncWrite for IdleTimeout {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_flush(cx);
-        this.write.check(poll, this.idle, cx)
+        this.on_write(poll, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_shutdown(cx);
-        this.write.check(poll, this.idle, cx)
+        this.on_write(poll, cx)
     }
 }

@@ -57,6 +57,10 @@ async fn load_clients(store: &dyn Store) -> Result<Arc<ClientIndex>, StoreError>
         .meta("api_key_pepper")
         .await?
         .ok_or_else(|| StoreError::Corrupt("no api_key_pepper".into()))?;
+    // Every client's key was hashed with it: an empty one would lock every client out.
+    if pepper.is_empty() {
+        return Err(StoreError::Corrupt("empty api_key_pepper".into()));
+    }
     Ok(Arc::new(ClientIndex::new(pepper, &store.clients().await?)))
 }
 

@@ -13,15 +13,27 @@ use crate::{
 /// Buckets per row of `salt_chunks`: a million buckets load as 64 rows.
 const SALT_CHUNK_BUCKETS: usize = 16_384;
 
+/// Most buckets reserved room for before any is read: a corrupt `bucket_count` must end in a
+/// [`StoreError::Corrupt`] once the chunks are counted, not abort the process on an allocation
+/// of terabytes. Four times production's 1,048,576; larger tables grow as they load.
+const PREALLOCATED_BUCKETS: usize = 1 << 22;
+
 async fn read_meta(conn: &mut impl Conn) -> Result<Option<(SaltMeta, usize)>> {
     conn.query_opt(
         "SELECT first_level_salt, id_prefix, id_secret, bucket_count FROM salt_meta WHERE id = 1",
         &[],
         |r| {
             let count = r.i64(3)?;
+            let first_level_salt = r.text(0)?;
+            // Every raw UID is derived from it: an empty one would change them all silently.
+            if first_level_salt.is_empty() {
+                return Err(StoreError::Corrupt(
+                    "salt_meta has an empty first-level salt".into(),
+                ));
+            }
             Ok((
                 SaltMeta {
-                    first_level_salt: r.text(0)?,
+                    first_level_salt,
                     id_prefix: r.text(1)?,
                     id_secret: r.text(2)?,
                 },
@@ -74,7 +86,7 @@ pub(crate) async fn versioned(conn: &mut impl Conn) -> Result<Option<Versioned<S
     let Some((meta, count)) = read_meta(conn).await? else {
         return Ok(None);
     };
-    let mut buckets = Vec::with_capacity(count);
+    let mut buckets = Vec::with_capacity(count.min(PREALLOCATED_BUCKETS));
     for_each_chunk(conn, count, |text| {
         let before = buckets.len();
         buckets.extend(parse_salt_file(text).map_err(corrupt)?);
@@ -93,7 +105,7 @@ pub(crate) async fn table(conn: &mut impl Conn) -> Result<Option<(SaltMeta, Salt
     let Some((meta, count)) = read_meta(conn).await? else {
         return Ok(None);
     };
-    let mut table = SaltTable::with_capacity(count);
+    let mut table = SaltTable::with_capacity(count.min(PREALLOCATED_BUCKETS));
     // Each chunk's text is packed straight into the table: a million buckets never exist as
     // owned records (parsing them into records was most of an operator's start-up).
     for_each_chunk(conn, count, |text| {
