@@ -283,6 +283,32 @@ async fn a_repeated_v1_query_parameter_keeps_its_first_value() {
     assert_eq!(reply.json()["body"]["identifier"], "first@example.com");
 }
 
+/// The v1 batch map words a missing or doubled identity list as the official v1 endpoint
+/// (`getIdentityBulkInputV1`) did, without the v2 endpoints' "Required Parameter Missing".
+#[tokio::test]
+async fn the_v1_batch_map_words_a_missing_list_as_upstream_v1() {
+    let t = operator().await;
+    let auth = format!("Bearer {}", t.mapper.api_key);
+    for body in [
+        "",
+        "{}",
+        r#"{"email": ["a@example.com"], "phone": ["+12345678901"]}"#,
+    ] {
+        let reply = t
+            .send(
+                "POST",
+                "/v1/identity/map",
+                &[("Authorization", &auth)],
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        client_error(
+            &reply,
+            "Exactly one of [email, email_hash, phone, phone_hash] must be specified",
+        );
+    }
+}
+
 #[tokio::test]
 async fn only_validate_lets_a_page_send_an_api_key() {
     let t = operator().await;

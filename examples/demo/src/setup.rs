@@ -99,9 +99,19 @@ pub(crate) async fn ensure(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(&credentials)?)
+    write_private(path, serde_json::to_string_pretty(&credentials)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(credentials)
+}
+
+/// Writes `bytes` to `path`, readable by its owner only (on Unix): it holds API secrets.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 /// Creates the three sites, the four clients and the CSTG key pair.

@@ -51,6 +51,24 @@ pub(crate) fn identity_error(e: IdentityInputError) -> ApiError {
 pub(crate) fn v2_map_input(
     fields: &Map<String, Value>,
 ) -> Result<(IdentityField, Vec<String>), ApiError> {
+    map_input(fields, MISSING_IDENTITY)
+}
+
+/// [`v2_map_input`] for the legacy `POST /v1/identity/map`, which words a missing or doubled
+/// list as the official v1 endpoint did (`getIdentityBulkInputV1`).
+pub(crate) fn v1_map_input(
+    fields: &Map<String, Value>,
+) -> Result<(IdentityField, Vec<String>), ApiError> {
+    map_input(
+        fields,
+        "Exactly one of [email, email_hash, phone, phone_hash] must be specified",
+    )
+}
+
+fn map_input(
+    fields: &Map<String, Value>,
+    missing: &'static str,
+) -> Result<(IdentityField, Vec<String>), ApiError> {
     let mut present = 0;
     let mut chosen: Option<(IdentityField, Vec<String>)> = None;
     for field in IdentityField::ALL {
@@ -72,12 +90,12 @@ pub(crate) fn v2_map_input(
             continue;
         }
         if chosen.is_some() {
-            return Err(ApiError::client_error(MISSING_IDENTITY));
+            return Err(ApiError::client_error(missing));
         }
         chosen = Some((field, items));
     }
     match (present, chosen) {
-        (0, _) => Err(ApiError::client_error(MISSING_IDENTITY)),
+        (0, _) => Err(ApiError::client_error(missing)),
         (_, Some(c)) => Ok(c),
         (_, None) => Ok((IdentityField::Email, Vec::new())),
     }

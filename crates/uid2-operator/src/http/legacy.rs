@@ -19,7 +19,7 @@ use uid2_proto::wire::{MappedIdentityV2, ResponseStatus};
 use uid2_store::Role;
 
 use super::identity_map::map_v2_list;
-use super::input::{identity_error, single_identity, v2_map_input};
+use super::input::{identity_error, single_identity, v1_map_input};
 use super::token::{refresh_envelope_error, refresh_failure, validate_token};
 use super::{ApiError, LimitedBody, answer_json, api_key, is_authenticated, ok};
 use crate::clients::Client;
@@ -178,7 +178,7 @@ pub(super) async fn map_many(
     } else {
         serde_json::from_slice(&bytes).map_err(|_| ApiError::client_error("Invalid JSON body"))?
     };
-    let (field, items) = v2_map_input(&fields)?;
+    let (field, items) = v1_map_input(&fields)?;
     op.batch
         .run(&client.key_id, move || {
             success(&map_v2_list(&snap, field, items))
