@@ -4,7 +4,7 @@
 # suite against the official Python SDK, the browser SDK's unit tests, and the demo in headless
 # Chromium. First installs what is missing, idempotently: Debian's postgresql, chromium,
 # python3-venv and nodejs/npm (as root, or through sudo), a Python venv with the pinned official
-# SDK, and playwright-core from tests/browser's lock file.
+# SDK, and playwright-core, Prebid.js and esbuild from tests/browser's lock file.
 #
 #   ./scripts/test.sh                everything
 #   SKIP_LINT=1 ./scripts/test.sh    skip cargo fmt/clippy
@@ -57,12 +57,14 @@ if [ ! -x .venv/bin/pip ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
-step "playwright-core (tests/browser, from its lock file)"
-# npm ci when node_modules is missing or does not hold exactly the versions of the lock file.
+step "playwright-core, Prebid.js and esbuild (tests/browser, from its lock file)"
+# npm ci when node_modules is missing or does not hold exactly the versions of the lock file
+# (optional packages for other platforms, such as esbuild's other binaries, are never there).
 if ! (cd tests/browser && node -e '
   const lock = require("./package-lock.json").packages;
   for (const [path, pkg] of Object.entries(lock)) {
     if (!path) continue;
+    if (pkg.optional && !require("fs").existsSync(path)) continue;
     if (require("./" + path + "/package.json").version !== pkg.version) process.exit(1);
   }' 2>/dev/null); then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
@@ -90,7 +92,7 @@ step "python conformance suite (official uid2-client)"
 step "browser SDK unit tests (node:test)"
 node --test --test-reporter=dot sdk/js/test/
 
-step "the demo (operator, publisher, SSP) in headless Chromium (tests/browser)"
+step "the demo (operator, publisher, SSP) and Prebid.js's UID2 module in headless Chromium (tests/browser)"
 UID2_DEMO_BIN="$TARGET/debug/uid2-demo" node --test --test-reporter=spec tests/browser/
 
 step "all tests passed"
