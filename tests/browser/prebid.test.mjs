@@ -126,12 +126,13 @@ test("Prebid's UID2 module refreshes an expired token through our operator", asy
   const generated = await callV2(demo.operator, demo.credentials.publisher, '/v2/token/generate', { email });
   assert.equal(generated.status, 'success');
   const identity = generated.body;
-  // Past the advertising token's expiry (the demo's: seconds), well before the refresh token's.
-  const wait = Math.max(0, identity.identity_expires - Date.now() + 500);
+  // The page ready first, so that Prebid starts as soon as the advertising token has expired
+  // (the demo's lifetimes are seconds), with as much of the refresh token's life left as can be.
+  const page = await publisherPageWithPrebid(t);
+  const wait = Math.max(0, identity.identity_expires - Date.now() + 300);
   assert.ok(identity.refresh_expires - identity.identity_expires >= 2000, 'time left to refresh');
   await new Promise((r) => setTimeout(r, wait));
 
-  const page = await publisherPageWithPrebid(t);
   const refreshes = watch(page, '/v2/token/refresh');
   const uid2 = await prebidUid2(page, { uid2ApiBase: demo.operator, uid2Token: identity });
   assert.deepEqual(refreshes, [200], 'one refresh, answered');

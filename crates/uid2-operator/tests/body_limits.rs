@@ -183,3 +183,52 @@ async fn stalled_senders_without_a_key_delay_only_each_other() {
         request.abort();
     }
 }
+
+/// Whose fault a body that did not arrive in time is: the sender's (a 408) when the server was
+/// ready to read it all along, the server's (a retryable 503) when the server kept it waiting
+/// for the body budget until too little time was left.
+#[tokio::test]
+async fn a_late_body_is_a_408_unless_the_server_kept_it_waiting() {
+    let config = OperatorConfig {
+        request_timeout: Duration::from_secs(2),
+        ..OperatorConfig::default()
+    };
+    let t = TestOperator::start(config).await;
+    tokio::time::pause();
+
+    // Nothing in the way: the sender is late.
+    let alone = t
+        .router
+        .clone()
+        .oneshot(stalled_request(
+            "/v2/token/generate",
+            &t.publisher.api_key,
+            100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(alone.status(), 408);
+
+    // The budget taken by stalled senders until their own timeouts, 0.1 s before this one's.
+    let fillers: Vec<_> = (0..BODY_BUDGET_BYTES / MAX_BODY_BYTES)
+        .map(|_| {
+            let request = stalled_request("/v2/identity/map", &t.mapper.api_key, MAX_BODY_BYTES);
+            tokio::spawn(t.router.clone().oneshot(request))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let kept_waiting = t
+        .router
+        .clone()
+        .oneshot(stalled_request(
+            "/v2/token/generate",
+            &t.publisher.api_key,
+            100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(kept_waiting.status(), 503);
+    for filler in fillers {
+        assert_eq!(filler.await.unwrap().unwrap().status(), 408);
+    }
+}

@@ -6,7 +6,11 @@
 use crate::sql::{Conn, Dialect, Lock, Param};
 use crate::{Result, Setup, StoreError};
 
-/// Ordered migrations: (version, SQL). Never edit a released one; append a new one.
+/// Ordered migrations: (version, SQL). Never edit a released one; append a new one. A binary
+/// refuses a store migrated past the versions it knows, unless the newer migration says older
+/// binaries may still use it: one that only adds what they can ignore ends with
+/// `INSERT INTO store_meta (name, value) VALUES ('schema_min_reader', 'V')
+///  ON CONFLICT (name) DO UPDATE SET value = excluded.value` (V: the oldest version that can).
 const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
@@ -158,13 +162,26 @@ async fn migrate(conn: &mut impl Conn, now_s: i64) -> Result<()> {
             |r| r.i64(0),
         )
         .await?;
-    // A newer binary migrated this store: this one does not know its tables and could damage
-    // them (a fleet upgrades its operators before anything runs the older binary again).
+    // A newer binary migrated this store. Unless that migration recorded that binaries knowing
+    // only older versions can still use it (`schema_min_reader` in `store_meta`, so that a
+    // fleet can roll back), this one does not know the tables and could damage them.
     let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     if current > known {
-        return Err(StoreError::Rejected(format!(
-            "the store's schema is version {current}, newer than this uid2 knows ({known}): run a newer uid2"
-        )));
+        let min_reader = conn
+            .query_opt(
+                "SELECT value FROM store_meta WHERE name = 'schema_min_reader'",
+                &[],
+                |r| r.text(0),
+            )
+            .await?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(current);
+        if min_reader > known {
+            return Err(StoreError::Rejected(format!(
+                "the store's schema is version {current}, which needs a uid2 that knows version \
+                 {min_reader} (this one knows {known}): run a newer uid2"
+            )));
+        }
     }
     for (version, sql) in pending(conn.dialect(), current) {
         conn.batch(&sql).await?;

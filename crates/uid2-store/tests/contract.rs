@@ -131,7 +131,8 @@ async fn a_new_sqlite_store_is_readable_by_its_owner_only() {
 
 /// Damage to a store's file is refused as corrupt, never acted on: a bucket count of
 /// trillions (which once made the loader reserve terabytes and abort the process), an empty
-/// first-level salt (every raw UID would silently change), a schema from a newer binary.
+/// first-level salt (every raw UID would silently change), a schema from a newer binary that
+/// did not say older ones may use it.
 #[tokio::test]
 async fn a_damaged_sqlite_store_is_refused_not_acted_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,4 +173,7 @@ async fn a_damaged_sqlite_store_is_refused_not_acted_on() {
         matches!(&refused, Err(StoreError::Rejected(m)) if m.contains("version 99")),
         "{refused:?}"
     );
+    // Unless the newer binary said binaries knowing this one's versions may still use it.
+    damage("INSERT INTO store_meta (name, value) VALUES ('schema_min_reader', '2')");
+    assert!(open(&url).await.is_ok());
 }

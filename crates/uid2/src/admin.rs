@@ -414,8 +414,9 @@ pub(crate) struct BackupArgs {
     to: std::path::PathBuf,
 }
 
-/// `uid2 backup --to PATH`: a consistent copy of the store, taken without stopping anyone.
-/// Reads only: an uninitialised or missing store is an error, and nothing in it changes.
+/// `uid2 backup --to PATH`: a consistent copy of the store, taken without stopping anyone. An
+/// uninitialised or missing store is an error; opening it brings its schema up to date, as
+/// every command does, and changes nothing else.
 pub(crate) async fn backup(global: &GlobalArgs, args: BackupArgs) -> Result<()> {
     let common = global.resolve()?;
     let url = &common.store;

@@ -53,8 +53,8 @@ pub(crate) struct ServeArgs {
     /// body still arriving then gets a 408, a request the server has not answered a 503.
     #[arg(long, env = "UID2_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
-    /// Longest a client may take to send a request's head, and a new connection its first
-    /// byte, seconds (default 10).
+    /// Longest a client may take to send an HTTP/1 request's head from its first byte, seconds
+    /// (default 10).
     #[arg(long, env = "UID2_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<u64>,
     /// Longest a connection may go without a byte moving either way, seconds (default 75).

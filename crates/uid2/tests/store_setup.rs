@@ -220,6 +220,10 @@ async fn a_backup_taken_while_serving_holds_everything_acknowledged_before_it() 
     let publisher = support::add_client(&store, "publisher", 1001, "generator");
     let running = OperatorProcess::start(&store, &[]);
     support::cli(&store, &["optout", "add", "--email", "gone@example.com"]);
+    // The operator's open connection keeps the opt-out in the write-ahead log, where a copy of
+    // the database file alone would miss it.
+    let wal = std::fs::metadata(dir.path().join("uid2.db-wal")).unwrap();
+    assert!(wal.len() > 0);
 
     let backup = dir.path().join("backup.db");
     let backup_arg = backup.to_str().unwrap();

@@ -38,6 +38,10 @@ pub const BODY_BUDGET_BYTES: usize = 256 << 20;
 /// apart from [`BODY_BUDGET_BYTES`].
 pub const PUBLIC_BODY_BUDGET_BYTES: usize = 64 << 20;
 
+/// Least time a body is given to arrive once the server is ready to read it (half the request
+/// timeout, if that is shorter).
+const MIN_TIME_TO_RECEIVE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The budget is counted in KiB, so that a permit count fits any semaphore.
 const BUDGET_UNIT: usize = 1 << 10;
 
@@ -165,9 +169,19 @@ async fn read(req: Request, limit: usize, pool: Pool) -> Result<Bytes, ApiError>
     let deadline = req.extensions().get::<RequestDeadline>().copied();
     let receive = axum::body::to_bytes(req.into_body(), limit);
     let received = match deadline {
-        Some(RequestDeadline(at)) => tokio::time::timeout_at(at, receive)
-            .await
-            .map_err(|_| not_received())?,
+        Some(RequestDeadline { at, allowed }) => {
+            // Waiting for the budget is the server's doing: a body it left almost no time to
+            // arrive is not the sender's fault, and gets a retryable 503 rather than a 408.
+            let server_late = at.saturating_duration_since(tokio::time::Instant::now())
+                < MIN_TIME_TO_RECEIVE.min(allowed / 2);
+            tokio::time::timeout_at(at, receive).await.map_err(|_| {
+                if server_late {
+                    ApiError::unavailable("too busy to read the request in time")
+                } else {
+                    not_received()
+                }
+            })?
+        }
         None => receive.await,
     };
     received.map_err(|e| {

@@ -14,6 +14,7 @@ mod keys;
 mod legacy;
 mod ops;
 pub mod server;
+mod timed_stream;
 mod token;
 mod v2;
 
@@ -360,10 +361,14 @@ async fn enforce_request_timeout(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let deadline = tokio::time::Instant::now() + operator.config().request_timeout;
+    let allowed = operator.config().request_timeout;
+    let deadline = tokio::time::Instant::now() + allowed;
     // The body reader answers a body that has not arrived by then itself (a 408: the client's
     // doing); the margin lets its answer win over this one, which is for the server's slowness.
-    req.extensions_mut().insert(RequestDeadline(deadline));
+    req.extensions_mut().insert(RequestDeadline {
+        at: deadline,
+        allowed,
+    });
     match tokio::time::timeout_at(deadline + BODY_DEADLINE_MARGIN, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable("request timed out").into_response(),
@@ -375,7 +380,12 @@ async fn enforce_request_timeout(
 ///
 /// [`OperatorConfig::request_timeout`]: crate::OperatorConfig::request_timeout
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestDeadline(pub(crate) tokio::time::Instant);
+pub(crate) struct RequestDeadline {
+    /// The instant.
+    pub(crate) at: tokio::time::Instant,
+    /// The whole time a request is allowed.
+    pub(crate) allowed: std::time::Duration,
+}
 
 /// How much later than [`RequestDeadline`] the router's own timeout fires.
 const BODY_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(20);

@@ -14,9 +14,7 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,16 +22,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::time::{Instant, Sleep};
+
+use super::timed_stream::TimedStream;
 
 /// Limits on the connections a server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// From the first byte of a request to the end of its head (request line and headers); also
-    /// how long a new connection may stay silent before its first byte.
+    /// From the first byte of an HTTP/1 request to the end of its head (request line and
+    /// headers).
     pub header_read_timeout: Duration,
     /// Longest a connection may go without a byte arriving or leaving, whether a request is
     /// under way or the connection idles between requests.
@@ -76,10 +74,9 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // A client may close its sending side once its request is out (`nc -N`, some
-        // scripts) and still wait for the answer.
-        .half_close(true);
+        // The head limit is the connection clock's: hyper's timer would also run while a
+        // kept-alive connection waits for its next request (see `TimedStream`).
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -101,7 +98,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         stream.set_nodelay(true).ok();
-        let io = TokioIo::new(IdleTimeout::new(
+        let io = TokioIo::new(TimedStream::new(
             stream,
             limits.idle_timeout,
             limits.header_read_timeout,
@@ -135,155 +132,5 @@ async fn accept_failed(e: &io::Error) {
     if !connection_only {
         tracing::warn!(error = %e, "accepting a connection failed");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A TCP stream whose reads and writes fail with [`io::ErrorKind::TimedOut`] once one has
-/// waited too long without a byte moving in either direction; the connection then closes.
-/// "Either direction": an answer still being sent to a slow reader keeps the connection alive
-/// even though nothing arrives meanwhile, and a connection that has never sent a byte gets
-/// only the request-head deadline (hyper's own head timer starts at the first byte, so a
-/// client that connects and says nothing would otherwise hold its slot for the idle timeout).
-struct IdleTimeout {
-    stream: TcpStream,
-    /// The limit once the client has sent a byte: between requests, or waiting mid-request.
-    idle: Duration,
-    /// The limit before the first byte.
-    first_byte: Duration,
-    /// When a byte last moved (or the connection was accepted).
-    last_progress: Instant,
-    /// Whether the client has sent anything yet.
-    heard: bool,
-    read: Deadline,
-    write: Deadline,
-}
-
-/// The timer of a read or write that is waiting, if one is.
-struct Deadline {
-    sleep: Pin<Box<Sleep>>,
-    /// The instant `sleep` is set to, if it is armed.
-    at: Option<Instant>,
-}
-
-impl Deadline {
-    fn new() -> Self {
-        Self {
-            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            at: None,
-        }
-    }
-
-    /// For an operation still waiting: (re)aims the timer at `at`, the connection's current
-    /// deadline, and fails the operation once that has passed.
-    fn wait<T>(&mut self, at: Instant, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        if self.at != Some(at) {
-            self.at = Some(at);
-            self.sleep.as_mut().reset(at);
-        }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle for too long",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl IdleTimeout {
-    fn new(stream: TcpStream, idle: Duration, first_byte: Duration) -> Self {
-        Self {
-            stream,
-            idle,
-            first_byte: first_byte.min(idle),
-            last_progress: Instant::now(),
-            heard: false,
-            read: Deadline::new(),
-            write: Deadline::new(),
-        }
-    }
-
-    /// When a waiting operation times out: no byte moved since `last_progress` for the limit.
-    fn deadline(&self) -> Instant {
-        let limit = if self.heard {
-            self.idle
-        } else {
-            self.first_byte
-        };
-        self.last_progress + limit
-    }
-
-    /// After a write-side operation answered `poll`: progress moves the shared deadline; a wait
-    /// is checked against it.
-    fn on_write<T>(
-        &mut self,
-        poll: Poll<io::Result<T>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.write.at = None;
-            self.last_progress = Instant::now();
-            return poll;
-        }
-        let at = self.deadline();
-        self.write.wait(at, cx)
-    }
-}
-
-impl AsyncRead for IdleTimeout {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if poll.is_ready() {
-            this.read.at = None;
-            this.last_progress = Instant::now();
-            this.heard |= buf.filled().len() > before;
-            return poll;
-        }
-        let at = this.deadline();
-        this.read.wait(at, cx)
-    }
-}
-
-impl AsyncWrite for IdleTimeout {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.on_write(poll, cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.on_write(poll, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_flush(cx);
-        this.on_write(poll, cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_shutdown(cx);
-        this.on_write(poll, cx)
     }
 }

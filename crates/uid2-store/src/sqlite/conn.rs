@@ -103,7 +103,13 @@ impl Shared {
     pub(super) async fn back_up(&self, destination: std::path::PathBuf) -> Result<u64> {
         let shared = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let shown = destination.display().to_string();
+            // SQLite takes the name as text: a lossy rendering would write another file.
+            let shown = destination
+                .to_str()
+                .ok_or_else(|| {
+                    StoreError::Rejected(format!("{} is not a UTF-8 path", destination.display()))
+                })?
+                .to_owned();
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
@@ -130,7 +136,13 @@ impl Shared {
                             f.sync_all()?;
                             f.metadata()
                         });
-                        file.map(|m| m.len())
+                        // And the new file's entry in its directory.
+                        let parent = destination
+                            .parent()
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .unwrap_or(Path::new("."));
+                        let entry = std::fs::File::open(parent).and_then(|d| d.sync_all());
+                        file.and_then(|m| entry.map(|()| m.len()))
                             .map_err(|e| StoreError::Unavailable(format!("syncing {shown}: {e}")))
                     })
             };
