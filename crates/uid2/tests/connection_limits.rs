@@ -64,6 +64,17 @@ fn stalled_requests_are_cut_off() {
         .unwrap();
     let answer = read_until_closed(&mut head);
     assert!(!answer.contains("200 OK"), "{answer}");
+    // However it begins: blank lines first (which hyper skips), or a method that looks like
+    // the start of HTTP/2.
+    for opening in [
+        &b"\r\n\r\nGET /ops/healthcheck HTTP/1.1\r\nHost: uid2\r\n"[..],
+        b"PRI /ops/healthcheck HTTP/1.1\r\nHost: uid2\r\n",
+    ] {
+        let mut head = connect(&operator);
+        head.write_all(opening).unwrap();
+        let answer = read_until_closed(&mut head);
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
 
     // A body that never arrives: the sender's doing, a 408 with the status JSON, CORS included.
     let mut body = connect(&operator);

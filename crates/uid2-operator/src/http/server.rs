@@ -25,7 +25,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::timed_stream::TimedStream;
+use super::timed_stream::{Clocked, Exchange, TimedStream};
 
 /// Limits on the connections a server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,13 +98,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         stream.set_nodelay(true).ok();
+        let exchange = Arc::new(Exchange::default());
         let io = TokioIo::new(TimedStream::new(
             stream,
             limits.idle_timeout,
             limits.header_read_timeout,
+            exchange.clone(),
         ));
+        let service = TowerToHyperService::new(Clocked::new(app.clone(), exchange));
         let connection = builder
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(app.clone()))
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

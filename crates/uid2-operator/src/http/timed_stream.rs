@@ -6,17 +6,24 @@
 //! requests after the short head limit, well before a load balancer expects (and a request the
 //! balancer sends at that moment would fail):
 //! - **idle**: no byte moved in either direction for this long. "Either direction": an answer
-//!   still flowing to a slow reader keeps its connection however long it takes. Only bytes
-//!   count; a flush moves none (hyper and h2 flush on nearly every poll, which would otherwise
-//!   keep an idle connection open for good).
-//! - **head**: an HTTP/1 request head must arrive in full within this time of its first byte.
-//!   Heads are found by their blank line; the body is the router's to time
-//!   (`OperatorConfig::request_timeout`). An HTTP/2 connection (known by its preface)
-//!   multiplexes frames, so only the idle limit applies to it.
+//!   still being written to a slow reader keeps its connection, as far as this stream can see
+//!   its bytes leave (a write returns once the kernel's send buffer takes them, so a reader must
+//!   drain about half that buffer per idle limit). Only bytes count; a flush moves none (hyper
+//!   and h2 flush on nearly every poll, which would otherwise keep an idle connection open for
+//!   good).
+//! - **head**: once a byte arrives while no request is under way, hyper must have parsed a whole
+//!   request head within this time. What hyper parsed is not guessed from the bytes (blank
+//!   lines, bare line feeds and interim answers all fool a byte scanner) but reported by the
+//!   connection's service through an [`Exchange`]: a request handed over ends the head, its
+//!   answer ends the request. The body is the router's to time
+//!   (`OperatorConfig::request_timeout`). An HTTP/2 connection (its 24-byte preface, as
+//!   hyper-util recognises it) multiplexes, so only the idle limit applies to it.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,24 +31,34 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-/// The end of an HTTP/1 request head.
-const HEAD_END: &[u8; 4] = b"\r\n\r\n";
+/// How an HTTP/2 connection starts.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// How an HTTP/2 connection starts (`PRI * HTTP/2.0…`); no HTTP/1 method is `PRI`.
-const H2_START: &[u8; 3] = b"PRI";
+/// What a connection's service tells its clock: requests handed over, and answered.
+#[derive(Debug, Default)]
+pub(super) struct Exchange {
+    handed_over: AtomicU64,
+    answered: AtomicU64,
+    multiplexed: AtomicBool,
+}
 
-/// Where the connection is in its exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Before the first byte or between requests: only the idle limit applies. `sniffed`
-    /// counts the first bytes of the connection compared with [`H2_START`] so far.
-    Waiting { sniffed: u8 },
-    /// A request head arriving since `since`; `matched` bytes of [`HEAD_END`] ended what came.
-    Head { since: Instant, matched: u8 },
-    /// The head is in; until the answer starts, the router times the request.
-    Request,
-    /// HTTP/2.
-    Multiplexed,
+impl Exchange {
+    /// hyper parsed a request head and handed the request over.
+    pub(super) fn request_started(&self, http2: bool) {
+        if http2 {
+            self.multiplexed.store(true, Ordering::Relaxed);
+        }
+        self.handed_over.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The service answered a request handed over.
+    pub(super) fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn under_way(&self) -> bool {
+        self.handed_over.load(Ordering::Acquire) > self.answered.load(Ordering::Acquire)
+    }
 }
 
 /// A TCP stream on the clock (see the module documentation).
@@ -49,11 +66,17 @@ pub(super) struct TimedStream {
     stream: TcpStream,
     idle: Duration,
     head: Duration,
+    exchange: Arc<Exchange>,
     /// When a byte last moved (or the connection was accepted).
     last_progress: Instant,
-    phase: Phase,
-    /// Whether this connection has received a byte yet (the HTTP/2 check looks at the first).
-    fresh: bool,
+    /// When the head now arriving began, while no request is under way.
+    head_since: Option<Instant>,
+    /// The requests handed over as of the last look at `exchange`.
+    seen_handed_over: u64,
+    /// Bytes of the HTTP/2 preface matched so far; `None` once decided.
+    sniffed: Option<usize>,
+    /// HTTP/2: only the idle limit applies.
+    multiplexed: bool,
     read: Deadline,
     write: Deadline,
 }
@@ -74,7 +97,8 @@ impl Deadline {
     }
 
     /// For an operation still waiting: fails it once `at`, the connection's current deadline,
-    /// has passed; else (re)aims the timer at `at` so that the task wakes then.
+    /// has passed; else (re)aims the timer at `at` so that the task wakes then (and computes
+    /// the deadline afresh: it may have moved).
     fn wait<T>(&mut self, at: Instant, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         if Instant::now() >= at {
             return Poll::Ready(Err(io::Error::new(
@@ -98,115 +122,81 @@ impl Deadline {
 
 impl TimedStream {
     /// `stream` with the `idle` and `head` limits (a head limit longer than the idle one is the
-    /// idle one).
-    pub(super) fn new(stream: TcpStream, idle: Duration, head: Duration) -> Self {
+    /// idle one), told by `exchange` what its service received.
+    pub(super) fn new(
+        stream: TcpStream,
+        idle: Duration,
+        head: Duration,
+        exchange: Arc<Exchange>,
+    ) -> Self {
         Self {
             stream,
             idle,
             head: head.min(idle),
+            exchange,
             last_progress: Instant::now(),
-            phase: Phase::Waiting { sniffed: 0 },
-            fresh: true,
+            head_since: None,
+            seen_handed_over: 0,
+            sniffed: Some(0),
+            multiplexed: false,
             read: Deadline::new(),
             write: Deadline::new(),
         }
     }
 
+    /// Catches up with the service: a request handed over since the last look ended its head.
+    fn observe(&mut self) {
+        let handed_over = self.exchange.handed_over.load(Ordering::Acquire);
+        if handed_over != self.seen_handed_over {
+            self.seen_handed_over = handed_over;
+            self.head_since = None;
+        }
+        if self.exchange.multiplexed.load(Ordering::Relaxed) {
+            self.multiplexed = true;
+        }
+    }
+
     /// When a waiting operation fails.
-    fn deadline(&self) -> Instant {
+    fn deadline(&mut self) -> Instant {
+        self.observe();
         let idle = self.last_progress + self.idle;
-        match self.phase {
-            Phase::Head { since, .. } => idle.min(since + self.head),
+        match self.head_since {
+            Some(since) if !self.multiplexed => idle.min(since + self.head),
             _ => idle,
         }
     }
 
-    /// Follows the exchange through bytes that arrived.
-    fn received(&mut self, mut bytes: &[u8]) {
+    /// Bytes arrived: the first of a head (while no request is under way) starts its clock.
+    fn received(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        if self.fresh {
-            // Decide HTTP/2 on the connection's first three bytes, which may come one at a time.
-            let Phase::Waiting { sniffed } = self.phase else {
-                unreachable!("a fresh connection is waiting")
-            };
-            let mut sniffed = usize::from(sniffed);
-            while sniffed < H2_START.len() && !bytes.is_empty() {
-                if bytes[0] != H2_START[sniffed] {
-                    break;
-                }
-                sniffed += 1;
-                bytes = &bytes[1..];
+        self.observe();
+        if let Some(matched) = self.sniffed {
+            let n = bytes.len().min(H2_PREFACE.len() - matched);
+            if bytes[..n] != H2_PREFACE[matched..matched + n] {
+                self.sniffed = None;
+            } else if matched + n == H2_PREFACE.len() {
+                self.sniffed = None;
+                self.multiplexed = true;
+            } else {
+                self.sniffed = Some(matched + n);
             }
-            if sniffed == H2_START.len() {
-                self.fresh = false;
-                self.phase = Phase::Multiplexed;
-                return;
-            }
-            if bytes.is_empty() {
-                // All a prefix of the preface so far: keep looking.
-                self.phase = Phase::Waiting {
-                    sniffed: sniffed as u8,
-                };
-                return;
-            }
-            // HTTP/1: the bytes taken as a prefix were the head's first.
-            self.fresh = false;
-            self.phase = Phase::Head {
-                since: Instant::now(),
-                matched: 0,
-            };
         }
-        if let Phase::Waiting { .. } = self.phase {
-            self.phase = Phase::Head {
-                since: Instant::now(),
-                matched: 0,
-            };
-        }
-        if let Phase::Head { since, matched } = self.phase {
-            let mut matched = usize::from(matched);
-            for &b in bytes {
-                matched = if b == HEAD_END[matched] {
-                    matched + 1
-                } else if b == HEAD_END[0] {
-                    1
-                } else {
-                    0
-                };
-                if matched == HEAD_END.len() {
-                    self.phase = Phase::Request;
-                    return;
-                }
-            }
-            self.phase = Phase::Head {
-                since,
-                matched: matched as u8,
-            };
-        }
-    }
-
-    /// Follows the exchange through bytes that left: an answer (not an interim `1xx`, such as
-    /// `100 Continue`, after which the body comes) ends the request.
-    fn sent(&mut self, first: &[u8]) {
-        if matches!(self.phase, Phase::Head { .. } | Phase::Request)
-            && !first.starts_with(b"HTTP/1.1 1")
-        {
-            self.phase = Phase::Waiting { sniffed: 0 };
+        if !self.multiplexed && self.head_since.is_none() && !self.exchange.under_way() {
+            self.head_since = Some(self.last_progress);
         }
     }
 
     fn on_write(
         &mut self,
         poll: Poll<io::Result<usize>>,
-        first: &[u8],
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
         match poll {
             Poll::Ready(Ok(n)) if n > 0 => {
                 self.write.at = None;
                 self.last_progress = Instant::now();
-                self.sent(first);
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(other) => Poll::Ready(other),
@@ -265,7 +255,7 @@ impl AsyncWrite for TimedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.on_write(poll, buf, cx)
+        this.on_write(poll, cx)
     }
 
     fn poll_write_vectored(
@@ -275,11 +265,7 @@ impl AsyncWrite for TimedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        let first = bufs
-            .iter()
-            .find(|b| !b.is_empty())
-            .map_or(&[][..], |b| &b[..]);
-        this.on_write(poll, first, cx)
+        this.on_write(poll, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -299,6 +285,73 @@ impl AsyncWrite for TimedStream {
     }
 }
 
+/// A connection's service, reporting to the connection's [`Exchange`] each request it is
+/// handed and each answer it gives.
+#[derive(Clone)]
+pub(super) struct Clocked<S> {
+    inner: S,
+    exchange: Arc<Exchange>,
+}
+
+impl<S> Clocked<S> {
+    /// `inner`, reporting to `exchange`.
+    pub(super) fn new(inner: S, exchange: Arc<Exchange>) -> Self {
+        Self { inner, exchange }
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Clocked<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Answered<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.exchange
+            .request_started(request.version() == http::Version::HTTP_2);
+        Answered {
+            inner: Box::pin(self.inner.call(request)),
+            exchange: Some(self.exchange.clone()),
+        }
+    }
+}
+
+/// The answer to a request handed over; reports it when it is ready (or dropped unanswered,
+/// when hyper gives up on the connection).
+pub(super) struct Answered<F> {
+    inner: Pin<Box<F>>,
+    exchange: Option<Arc<Exchange>>,
+}
+
+impl<F: Future> Future for Answered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let answer = self.inner.as_mut().poll(cx);
+        if answer.is_ready()
+            && let Some(exchange) = self.exchange.take()
+        {
+            exchange.answered();
+        }
+        answer
+    }
+}
+
+impl<F> Drop for Answered<F> {
+    fn drop(&mut self) {
+        if let Some(exchange) = self.exchange.take() {
+            exchange.answered();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,14 +361,19 @@ mod tests {
     const IDLE: Duration = Duration::from_secs(5);
     const HEAD: Duration = Duration::from_secs(1);
 
-    /// A connected pair: the client's end and the server's, on the clock.
-    async fn pair() -> (TcpStream, TimedStream) {
+    /// A connected pair: the client's end, and the server's on the clock with its exchange.
+    async fn pair() -> (TcpStream, TimedStream, Arc<Exchange>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (client, TimedStream::new(server, IDLE, HEAD))
+        let exchange = Arc::new(Exchange::default());
+        (
+            client,
+            TimedStream::new(server, IDLE, HEAD, exchange.clone()),
+            exchange,
+        )
     }
 
     /// Waits until bytes the client sent can be read: with the clock paused, time would
@@ -353,12 +411,28 @@ mod tests {
         }
     }
 
+    /// Sends `bytes` from the client and lets the server read them for `for_ms`.
+    async fn send(
+        client: &mut TcpStream,
+        server: &mut TimedStream,
+        bytes: &[u8],
+        for_ms: u64,
+    ) -> (Vec<u8>, Option<io::Error>) {
+        client.write_all(bytes).await.unwrap();
+        arrived(server).await;
+        serve_reads(server, Instant::now() + Duration::from_millis(for_ms)).await
+    }
+
+    fn timed_out(error: Option<io::Error>) -> bool {
+        error.is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn flushing_is_not_progress() {
-        let (_client, mut server) = pair().await;
+        let (_client, mut server, _) = pair().await;
         let started = Instant::now();
         let (_, error) = serve_reads(&mut server, started + IDLE * 3).await;
-        assert_eq!(error.map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
+        assert!(timed_out(error));
         assert_eq!(
             started.elapsed().as_secs(),
             IDLE.as_secs(),
@@ -368,36 +442,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_kept_alive_connection_idles_past_the_head_limit_but_a_head_must_not_dribble() {
-        let (mut client, mut server) = pair().await;
-        client
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        arrived(&server).await;
-        let (got, error) =
-            serve_reads(&mut server, Instant::now() + Duration::from_millis(300)).await;
-        assert!(
-            got.ends_with(b"\r\n\r\n") && error.is_none(),
-            "{:?} {error:?}",
-            String::from_utf8_lossy(&got)
-        );
+        let (mut client, mut server, exchange) = pair().await;
+        let (got, error) = send(&mut client, &mut server, b"GET / HTTP/1.1\r\n\r\n", 100).await;
+        assert!(!got.is_empty() && error.is_none(), "{error:?}");
+        exchange.request_started(false);
+        exchange.answered();
         server
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
             .await
             .unwrap();
 
         // Between requests: three head limits pass without a byte, and the connection stays.
-        let idle_until = Instant::now() + HEAD * 3;
-        let (got, error) = serve_reads(&mut server, idle_until).await;
+        let (got, error) = serve_reads(&mut server, Instant::now() + HEAD * 3).await;
         assert!(got.is_empty() && error.is_none(), "{error:?}");
 
         // A head that starts and stalls is cut at the head limit, not the idle one.
-        client.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
-        arrived(&server).await;
         let started = Instant::now();
-        let (got, error) = serve_reads(&mut server, started + IDLE * 2).await;
+        let (got, error) = send(
+            &mut client,
+            &mut server,
+            b"GET / HTTP/1.1\r\nHost:",
+            IDLE.as_millis() as u64 * 2,
+        )
+        .await;
         assert_eq!(got, b"GET / HTTP/1.1\r\nHost:");
-        assert_eq!(error.map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
+        assert!(timed_out(error));
         assert!(
             started.elapsed() <= HEAD + Duration::from_millis(200),
             "{:?}",
@@ -405,25 +474,55 @@ mod tests {
         );
     }
 
+    /// Bytes do not say where a head ends (hyper skips leading blank lines, takes bare line
+    /// feeds, and an interim `100 Continue` is no answer): only a request handed over does.
     #[tokio::test(start_paused = true)]
-    async fn an_interim_answer_does_not_end_the_request() {
-        let (mut client, mut server) = pair().await;
-        client
-            .write_all(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\ncontent-length: 9\r\n\r\n")
-            .await
-            .unwrap();
-        arrived(&server).await;
-        serve_reads(&mut server, Instant::now() + Duration::from_millis(300)).await;
+    async fn only_a_request_handed_over_ends_the_head() {
+        for opening in [
+            &b"\r\n\r\nGET / HTTP/1.1\r\nX-a: b"[..],
+            b"PRI / HTTP/1.1\r\nX-a: b",
+            b"GET / HTTP/1.1\n\n",
+        ] {
+            let (mut client, mut server, _) = pair().await;
+            let started = Instant::now();
+            let (_, error) = send(&mut client, &mut server, opening, 200).await;
+            assert!(error.is_none());
+            // Bytes keep coming, well inside the idle limit, but no request is handed over.
+            let mut error = None;
+            for _ in 0..4 {
+                let (_, e) = send(&mut client, &mut server, b"b", 400).await;
+                if e.is_some() {
+                    error = e;
+                    break;
+                }
+            }
+            assert!(timed_out(error), "{:?}", String::from_utf8_lossy(opening));
+            assert!(
+                started.elapsed() <= HEAD + Duration::from_millis(500),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_under_way_has_no_head_limit() {
+        let (mut client, mut server, exchange) = pair().await;
+        send(
+            &mut client,
+            &mut server,
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\ncontent-length: 9\r\n\r\n",
+            100,
+        )
+        .await;
+        exchange.request_started(false);
         server
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .unwrap();
-        // The body trickles in for longer than the head limit: it is not a new head.
+        // The body trickles in for three head limits.
         for _ in 0..3 {
-            client.write_all(b"abc").await.unwrap();
-            arrived(&server).await;
-            let (got, error) =
-                serve_reads(&mut server, Instant::now() + Duration::from_millis(900)).await;
+            let (got, error) = send(&mut client, &mut server, b"abc", 900).await;
             assert_eq!(got, b"abc");
             assert!(error.is_none(), "{error:?}");
         }
@@ -431,39 +530,32 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn http2_connections_have_only_the_idle_limit() {
-        let (mut client, mut server) = pair().await;
-        // The preface split after its first byte, then frames with no blank line in them.
-        client.write_all(b"P").await.unwrap();
-        arrived(&server).await;
-        serve_reads(&mut server, Instant::now() + Duration::from_millis(200)).await;
-        client
-            .write_all(b"RI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            .await
-            .unwrap();
-        arrived(&server).await;
-        serve_reads(&mut server, Instant::now() + Duration::from_millis(200)).await;
+        let (mut client, mut server, _) = pair().await;
+        // The preface split after its first byte, then frames.
+        send(&mut client, &mut server, b"P", 200).await;
+        send(&mut client, &mut server, &H2_PREFACE[1..], 200).await;
         server
             .write_all(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
             .await
             .unwrap();
-        client
-            .write_all(b"\x00\x00\x05\x01\x04\x00\x00\x00\x01")
-            .await
-            .unwrap();
-        arrived(&server).await;
         let started = Instant::now();
-        let (_, error) = serve_reads(&mut server, started + HEAD * 3).await;
+        let (_, error) = send(
+            &mut client,
+            &mut server,
+            b"\x00\x00\x05\x01\x04\x00\x00\x00\x01",
+            HEAD.as_millis() as u64 * 3,
+        )
+        .await;
         assert!(error.is_none(), "cut by the head limit: {error:?}");
         let (_, error) = serve_reads(&mut server, started + IDLE * 2).await;
-        assert_eq!(error.map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
+        assert!(timed_out(error));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_answer_flowing_to_a_slow_reader_keeps_the_connection() {
-        let (mut client, mut server) = pair().await;
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        arrived(&server).await;
-        serve_reads(&mut server, Instant::now() + Duration::from_millis(100)).await;
+    async fn an_answer_being_written_keeps_the_connection() {
+        let (mut client, mut server, exchange) = pair().await;
+        send(&mut client, &mut server, b"GET / HTTP/1.1\r\n\r\n", 100).await;
+        exchange.request_started(false);
         // The read side waits for the next request all along; the write side progresses every
         // second, for three idle limits.
         let mut read_buf = [0u8; 64];
