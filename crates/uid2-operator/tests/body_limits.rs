@@ -196,17 +196,13 @@ async fn a_late_body_is_a_408_unless_the_server_kept_it_waiting() {
     let t = TestOperator::start(config).await;
     tokio::time::pause();
 
+    let stalled_generate = || {
+        let request = stalled_request("/v2/token/generate", &t.publisher.api_key, 100);
+        t.router.clone().oneshot(request)
+    };
+
     // Nothing in the way: the sender is late.
-    let alone = t
-        .router
-        .clone()
-        .oneshot(stalled_request(
-            "/v2/token/generate",
-            &t.publisher.api_key,
-            100,
-        ))
-        .await
-        .unwrap();
+    let alone = stalled_generate().await.unwrap();
     assert_eq!(alone.status(), 408);
 
     // The budget taken by stalled senders until their own timeouts, 0.1 s before this one's.
@@ -217,16 +213,7 @@ async fn a_late_body_is_a_408_unless_the_server_kept_it_waiting() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let kept_waiting = t
-        .router
-        .clone()
-        .oneshot(stalled_request(
-            "/v2/token/generate",
-            &t.publisher.api_key,
-            100,
-        ))
-        .await
-        .unwrap();
+    let kept_waiting = stalled_generate().await.unwrap();
     assert_eq!(kept_waiting.status(), 503);
     for filler in fillers {
         assert_eq!(filler.await.unwrap().unwrap().status(), 408);

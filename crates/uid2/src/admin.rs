@@ -162,14 +162,7 @@ pub(crate) struct AdminStore {
 /// one given that disagrees is an error.
 pub(crate) async fn open_store(global: &GlobalArgs) -> Result<AdminStore> {
     let common = global.resolve()?;
-    let url = &common.store;
-    let store = uid2_store::open_existing(url)
-        .await
-        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?
-        .ok_or_else(|| not_initialized(&uid2_store::redact_url(url)))?;
-    if !store.is_initialized().await? {
-        return Err(not_initialized(&store.describe()));
-    }
+    let store = open_initialized(&common.store).await?;
     let settled = settle(store, &common.given)
         .await
         .context(SETTINGS_CONTEXT)?;
@@ -177,6 +170,19 @@ pub(crate) async fn open_store(global: &GlobalArgs) -> Result<AdminStore> {
         config: OperatorConfig::default().with_raw_uid_settings(settled.settings()),
         settled,
     })
+}
+
+/// The initialised store at `url`; a missing or empty one is an error naming `uid2 init`, and
+/// nothing is created.
+async fn open_initialized(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    let store = uid2_store::open_existing(url)
+        .await
+        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?
+        .ok_or_else(|| not_initialized(&uid2_store::redact_url(url)))?;
+    if !store.is_initialized().await? {
+        return Err(not_initialized(&store.describe()));
+    }
+    Ok(store)
 }
 
 /// Prints what bootstrapping created; the secret is shown only here, once.
@@ -418,15 +424,7 @@ pub(crate) struct BackupArgs {
 /// uninitialised or missing store is an error; opening it brings its schema up to date, as
 /// every command does, and changes nothing else.
 pub(crate) async fn backup(global: &GlobalArgs, args: BackupArgs) -> Result<()> {
-    let common = global.resolve()?;
-    let url = &common.store;
-    let store = uid2_store::open_existing(url)
-        .await
-        .with_context(|| format!("opening store {}", uid2_store::redact_url(url)))?
-        .ok_or_else(|| not_initialized(&uid2_store::redact_url(url)))?;
-    if !store.is_initialized().await? {
-        return Err(not_initialized(&store.describe()));
-    }
+    let store = open_initialized(&global.resolve()?.store).await?;
     let bytes = store
         .back_up(&args.to)
         .await
