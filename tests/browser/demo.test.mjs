@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { launchChromium } from './support/browser.mjs';
+import { launchChromium, newPage as newBrowserPage, uniqueEmail } from './support/browser.mjs';
 import { ROOT, startDemo } from './support/demo.mjs';
 import { rawUidOfEmail } from './support/operator-api.mjs';
 
@@ -35,21 +35,9 @@ after(async () => {
   await demo?.stop();
 });
 
-function uniqueEmail(tag) {
-  return `${tag}-${randomBytes(4).toString('hex')}@example.com`;
-}
-
-// A fresh browser context (own cookies and storage) with one page; page errors fail the test.
-async function newPage(t) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  t.after(async () => {
-    await context.close();
-    assert.deepEqual(errors, [], 'the page threw');
-  });
-  return page;
+// A fresh page at the demo's size; page errors fail the test.
+function newPage(t) {
+  return newBrowserPage(browser, t, { viewport: { width: 1280, height: 900 } });
 }
 
 async function waitForStatus(page, status, timeout = STATE_TIMEOUT) {

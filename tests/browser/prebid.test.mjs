@@ -4,7 +4,6 @@
 // our browser SDK stored. The demo's SSP then decrypts what Prebid would put in the bid request.
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +11,7 @@ import { after, before, test } from 'node:test';
 
 import { build } from 'esbuild';
 
-import { launchChromium } from './support/browser.mjs';
+import { launchChromium, newPage, uniqueEmail } from './support/browser.mjs';
 import { ROOT, startDemo } from './support/demo.mjs';
 import { callV2, rawUidOfEmail } from './support/operator-api.mjs';
 
@@ -52,21 +51,10 @@ after(async () => {
   await demo?.stop();
 });
 
-function uniqueEmail(tag) {
-  return `${tag}-${randomBytes(4).toString('hex')}@example.com`;
-}
-
 // The demo's publisher page (origin localhost, the site's domain) in a fresh context, with
 // Prebid loaded; page errors fail the test.
 async function publisherPageWithPrebid(t) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  t.after(async () => {
-    await context.close();
-    assert.deepEqual(errors, [], 'the page threw');
-  });
+  const page = await newPage(browser, t);
   await page.goto(demo.publisher + '/');
   await page.addScriptTag({ path: BUNDLE });
   return page;

@@ -5,6 +5,19 @@ mod common;
 
 use uid2_store::*;
 
+/// An SQLite store in `dir`, initialised: its file and its URL.
+async fn initialised_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, String) {
+    let path = dir.path().join("uid2.db");
+    let url = format!("sqlite://{}", path.display());
+    open(&url)
+        .await
+        .unwrap()
+        .initialize(&common::initial())
+        .await
+        .unwrap();
+    (path, url)
+}
+
 #[tokio::test]
 async fn sqlite_store_honours_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,14 +43,7 @@ async fn sqlite_writers_in_parallel_keep_the_ordering_guarantee() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_store_initialised_before_settings_were_recorded_adopts_them_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("uid2.db");
-    let url = format!("sqlite://{}", path.display());
-    open(&url)
-        .await
-        .unwrap()
-        .initialize(&common::initial())
-        .await
-        .unwrap();
+    let (path, url) = initialised_store(&dir).await;
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute(common::FORGET_RAW_UID_SETTINGS, [])
@@ -136,14 +142,7 @@ async fn a_new_sqlite_store_is_readable_by_its_owner_only() {
 #[tokio::test]
 async fn a_damaged_sqlite_store_is_refused_not_acted_on() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("uid2.db");
-    let url = format!("sqlite://{}", path.display());
-    open(&url)
-        .await
-        .unwrap()
-        .initialize(&common::initial())
-        .await
-        .unwrap();
+    let (path, url) = initialised_store(&dir).await;
     let damage = |sql: &str| {
         rusqlite::Connection::open(&path)
             .unwrap()

@@ -4,6 +4,9 @@
 // Playwright gives every launch a fresh temporary user-data-dir; each test gets its own context
 // (its own cookies and localStorage).
 
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -30,4 +33,23 @@ export async function launchChromium({ extraHosts = [] } = {}) {
     args.push('--unsafely-treat-insecure-origin-as-secure=' + extraHosts.join(','));
   }
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 60_000 });
+}
+
+// A fresh context of `browser` (own cookies and storage) with one page, closed when test `t`
+// ends; errors the page throws fail the test.
+export async function newPage(browser, t, contextOptions = {}) {
+  const context = await browser.newContext(contextOptions);
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  t.after(async () => {
+    await context.close();
+    assert.deepEqual(errors, [], 'the page threw');
+  });
+  return page;
+}
+
+// An email no other test uses: `tag` plus random hex.
+export function uniqueEmail(tag) {
+  return `${tag}-${randomBytes(4).toString('hex')}@example.com`;
 }
