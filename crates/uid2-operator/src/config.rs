@@ -45,7 +45,7 @@ pub struct OperatorConfig {
     /// still arriving gets a 408 (and stops holding the connection), and a request the server
     /// has not answered a retryable 503.
     pub request_timeout: Duration,
-    /// Serve the legacy v1 endpoints (`/v1/token/*`, `/v1/identity/map`) that the 2021
+    /// Serve the legacy v1 endpoints (`/v1/token/*`, `/v1/identity/*`, `/v1/key/latest`) that the 2021
     /// publisher guide used. On by default so that guide works as written; an operator whose
     /// clients all speak v2 turns them off (the official `allow_legacy_api`, off there), which
     /// also keeps emails out of query strings and so out of proxies' access logs.

@@ -426,9 +426,24 @@ async fn cases(t: &TestOperator) -> Vec<Case> {
         "v1 map post wrong type",
         "POST",
         "/v1/identity/map",
-        map_auth,
+        map_auth.clone(),
         r#"{"email": "x"}"#,
     ));
+    for query in [
+        "",
+        "?since_timestamp=",
+        "?since_timestamp=1700000000",
+        "?since_timestamp=2024-13-01T00:00:00",
+        "?since_timestamp=%ff",
+    ] {
+        out.push(case(
+            format!("v1 buckets {query}"),
+            "GET",
+            format!("/v1/identity/buckets{query}"),
+            map_auth.clone(),
+            "",
+        ));
+    }
     out.push(case("unknown path", "POST", "/v2/nothing", vec![], ""));
     out.push(case(
         "wrong method",

@@ -154,60 +154,6 @@ async fn an_opt_out_covers_every_spelling_of_the_hash() {
 }
 
 #[tokio::test]
-async fn the_legacy_api_respects_opt_outs_and_can_be_turned_off() {
-    let t = TestOperator::start(OperatorConfig::default()).await;
-    t.opt_out(serde_json::json!({"email": "gone@example.com"}))
-        .await;
-    for (client, path) in [
-        (&t.publisher, "/v1/token/generate"),
-        (&t.mapper, "/v1/identity/map"),
-    ] {
-        let auth = format!("Bearer {}", client.api_key);
-        let reply = t
-            .send(
-                "GET",
-                &format!("{path}?email=gone%40example.com"),
-                &[("Authorization", &auth)],
-                vec![],
-            )
-            .await;
-        assert_eq!(reply.status, 200, "{path}: {reply:?}");
-        assert_eq!(
-            reply.json(),
-            serde_json::json!({"status": "optout"}),
-            "{path}"
-        );
-    }
-
-    let v2_only = TestOperator::start(OperatorConfig {
-        legacy_api: false,
-        ..OperatorConfig::default()
-    })
-    .await;
-    let auth = format!("Bearer {}", v2_only.publisher.api_key);
-    for path in [
-        "/v1/token/generate?email=a%40example.com",
-        "/v1/token/refresh?refresh_token=x",
-        "/v1/token/validate?token=x&email=a%40example.com",
-        "/v1/identity/map?email=a%40example.com",
-    ] {
-        let reply = v2_only
-            .send("GET", path, &[("Authorization", &auth)], vec![])
-            .await;
-        assert_eq!(reply.status, 404, "{path}: {reply:?}");
-    }
-    let v2 = v2_only
-        .call(
-            &v2_only.publisher,
-            "/v2/token/generate",
-            serde_json::json!({"email": "a@example.com"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(v2["status"], "success");
-}
-
-#[tokio::test]
 async fn a_long_map_answers_each_identity_as_a_map_of_it_alone() {
     // Long lists are mapped in chunks (identity_service::map_many): opt-outs, invalid input
     // and chunk edges must not shift any answer.
@@ -503,34 +449,6 @@ async fn requests_for_unknown_paths_are_counted_as_unmatched() {
         text.contains(r#"uid2_http_requests_total{route="unmatched",status="404"} 1"#),
         "{text}"
     );
-}
-
-#[tokio::test]
-async fn v1_identity_map_refuses_keys_in_plain_text() {
-    let t = TestOperator::start(OperatorConfig::default()).await;
-    let generator = format!("Bearer {}", t.publisher.api_key);
-    for (method, path, body) in [
-        ("GET", "/v1/identity/map?email=a@example.com", ""),
-        ("POST", "/v1/identity/map", r#"{"email":["a@example.com"]}"#),
-    ] {
-        for headers in [vec![], vec![("Authorization", generator.as_str())]] {
-            let reply = t.send(method, path, &headers, body.into()).await;
-            assert_eq!(
-                (
-                    reply.status,
-                    reply.content_type.as_str(),
-                    reply.body.as_slice()
-                ),
-                (401, "text/plain", &b"Unauthorized"[..]),
-                "{method} {path}"
-            );
-        }
-    }
-    // The other legacy routes keep the JSON answer.
-    let v1_generate = t
-        .send("GET", "/v1/token/generate?email=a@example.com", &[], vec![])
-        .await;
-    assert_eq!(v1_generate.body, br#"{"status":"unauthorized"}"#);
 }
 
 /// A page that gets an error must be able to read it: without CORS headers the browser hides

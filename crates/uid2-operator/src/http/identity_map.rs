@@ -1,5 +1,6 @@
 //! `/v2/identity/map`, `/v3/identity/map`, `/v2/identity/buckets` and `/v2/optout/status`:
-//! the batch endpoints, run on the [`BatchPool`](super::batch::BatchPool).
+//! the batch endpoints, run on the [`BatchPool`](super::batch::BatchPool) (their v1 forms in
+//! [`legacy`](super::legacy) share the mapping and the bucket listing).
 //!
 //! The mapping and the answer run on the pool: a 10,000-identity map or a buckets answer over a
 //! million buckets (tens of megabytes of JSON) is computed, serialised, sealed and
@@ -181,33 +182,41 @@ pub(super) async fn buckets(
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::Mapper])?;
-    // Read as upstream reads it (`getString`): any value that is not a date-time string, a
-    // number included, is an invalid date rather than a malformed request.
-    let since_ms = match req.fields().get("since_timestamp") {
+    let since_ms = since_timestamp_ms(req.fields().get("since_timestamp"))?;
+    let snap = req.snap.clone();
+    let replier = req.replier();
+    op.batch
+        .run(&req.client.key_id, move || {
+            replier.success(&rotated_buckets(&snap, since_ms))
+        })
+        .await
+}
+
+/// The `since_timestamp` of a buckets request (a UTC ISO-8601 local date-time) in ms. Read as
+/// upstream reads it (`getString`): any value that is not a date-time string, a number
+/// included, is an invalid date rather than a malformed request.
+pub(super) fn since_timestamp_ms(value: Option<&Value>) -> Result<i64, ApiError> {
+    match value {
         None | Some(Value::Null) => {
             return Err(ApiError::client_error("missing parameter since_timestamp"));
         }
         Some(Value::String(since)) => parse_local_date_time(since),
         Some(_) => None,
     }
-    .ok_or_else(|| ApiError::client_error("invalid date, must conform to ISO 8601"))?;
-    let snap = req.snap.clone();
-    let replier = req.replier();
-    op.batch
-        .run(&req.client.key_id, move || {
-            let rotated: Vec<BucketEntry> = snap
-                .salts
-                .table
-                .iter()
-                .filter(|b| b.last_updated_ms >= since_ms)
-                .map(|b| BucketEntry {
-                    bucket_id: snap.salts.bucket_ids.encode(b.id),
-                    last_updated: format_local_date_time(b.last_updated_ms),
-                })
-                .collect();
-            replier.success(&rotated)
+    .ok_or_else(|| ApiError::client_error("invalid date, must conform to ISO 8601"))
+}
+
+/// The buckets whose salt changed at or after `since_ms`, in bucket order.
+pub(super) fn rotated_buckets(snap: &Snapshot, since_ms: i64) -> Vec<BucketEntry> {
+    snap.salts
+        .table
+        .iter()
+        .filter(|b| b.last_updated_ms >= since_ms)
+        .map(|b| BucketEntry {
+            bucket_id: snap.salts.bucket_ids.encode(b.id),
+            last_updated: format_local_date_time(b.last_updated_ms),
         })
-        .await
+        .collect()
 }
 
 /// `POST /v2/optout/status`: which of these raw UIDs opted out, and when.

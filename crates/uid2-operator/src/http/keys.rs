@@ -1,5 +1,5 @@
-//! `/v2/key/sharing`, `/v2/key/bidstream` and the legacy `/v2/key/latest`: the keys SDKs
-//! decrypt (and, for sharers, encrypt) tokens with.
+//! `/v2/key/sharing`, `/v2/key/bidstream` and the legacy `/v2/key/latest` (and its plain
+//! `/v1/key/latest` twin): the keys SDKs decrypt (and, for sharers, encrypt) tokens with.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -147,19 +147,25 @@ pub(super) async fn latest(
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let req = V2Request::open(&op, &headers, &body, &[Role::IdReader])?;
-    if req.client.site_id <= 2 {
+    let keys = latest_keys(&req.snap, &req.client)?;
+    Ok(req.success(&keys))
+}
+
+/// The answer of `/v2/key/latest` and `/v1/key/latest`: the caller's accessible keys with their
+/// site ids; callers of the reserved sites (≤ 2) are refused as upstream refuses them.
+pub(super) fn latest_keys(snap: &Snapshot, client: &Client) -> Result<Vec<KeyJson>, ApiError> {
+    if client.site_id <= 2 {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             ResponseStatus::InvalidClient,
-            format!("Unexpected client site id {}", req.client.site_id),
+            format!("Unexpected client site id {}", client.site_id),
         ));
     }
-    let keys: Vec<KeyJson> = accessible_keys(&req.snap, &req.client)
+    Ok(accessible_keys(snap, client)
         .iter()
         .map(|k| KeyJson {
             site_id: Some(k.site_id),
             ..key_json(k, None)
         })
-        .collect();
-    Ok(req.success(&keys))
+        .collect())
 }

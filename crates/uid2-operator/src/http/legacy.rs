@@ -18,8 +18,9 @@ use uid2_proto::identity::IdentityField;
 use uid2_proto::wire::{MappedIdentityV2, ResponseStatus};
 use uid2_store::Role;
 
-use super::identity_map::map_v2_list;
+use super::identity_map::{map_v2_list, rotated_buckets, since_timestamp_ms};
 use super::input::{identity_error, single_identity, v1_map_input};
+use super::keys::latest_keys;
 use super::token::{refresh_envelope_error, refresh_failure, validate_token};
 use super::{ApiError, LimitedBody, answer_json, api_key, is_authenticated, ok};
 use crate::clients::Client;
@@ -184,4 +185,30 @@ pub(super) async fn map_many(
             success(&map_v2_list(&snap, field, items))
         })
         .await
+}
+
+/// `GET /v1/identity/buckets?since_timestamp=…`: the buckets rotated since a UTC date-time.
+pub(super) async fn buckets(
+    State(op): State<Arc<Operator>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let snap = op.snapshot();
+    let client = authorize(&snap, &headers, Role::Mapper, ApiError::unauthorized_text)?;
+    let since_ms = since_timestamp_ms(params(query)?.get("since_timestamp"))?;
+    op.batch
+        .run(&client.key_id, move || {
+            success(&rotated_buckets(&snap, since_ms))
+        })
+        .await
+}
+
+/// `GET /v1/key/latest`: the keys of `/v2/key/latest`, as plain JSON.
+pub(super) async fn key_latest(
+    State(op): State<Arc<Operator>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let snap = op.snapshot();
+    let client = authorize(&snap, &headers, Role::IdReader, ApiError::unauthorized_text)?;
+    Ok(success(&latest_keys(&snap, &client)?))
 }

@@ -288,6 +288,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Operator>>)> {
             "/v1/identity/map",
             get(legacy::map_one).post(legacy::map_many),
         ),
+        ("/v1/identity/buckets", get(legacy::buckets)),
+        ("/v1/key/latest", get(legacy::key_latest)),
         ("/ops/healthcheck", get(ops::healthcheck)),
         (BASELINE_PATH, post(ops::baseline)),
         (METRICS_PATH, get(ops::metrics)),
