@@ -343,6 +343,52 @@ pub async fn add_client(
     Ok(client)
 }
 
+/// Gives a client a new API key and secret, for when its old ones may have leaked: the client
+/// is found by key id or, if none has it, by name; its name, site, roles and state stay, and
+/// the old key is refused from the operators' next sync (within a second) on. Tokens it minted
+/// stay valid: they are encrypted with the site's keys, not the client's.
+pub async fn rekey_client(
+    store: &dyn Store,
+    config: &OperatorConfig,
+    key_id_or_name: &str,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<NewClient, AdminError> {
+    let clients = store.clients().await?;
+    let old = clients
+        .iter()
+        .find(|c| c.key_id == key_id_or_name)
+        .or_else(|| clients.iter().find(|c| c.name == key_id_or_name))
+        .ok_or_else(|| AdminError::Invalid("no client with that key id or name".into()))?;
+    let pepper = store
+        .meta("api_key_pepper")
+        .await?
+        .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
+    let fresh = make_client(
+        &pepper,
+        config,
+        &old.name,
+        old.site_id,
+        old.roles.clone(),
+        old.created_s,
+        rng,
+    );
+    let client = NewClient {
+        record: ClientRecord {
+            disabled: old.disabled,
+            ..fresh.record
+        },
+        ..fresh
+    };
+    if !store.rekey_client(&old.key_id, &client.record).await? {
+        // Another admin rekeyed it between the read and the update: its key is not ours to print.
+        return Err(AdminError::Invalid(format!(
+            "client {} changed while being rekeyed; run the command again",
+            old.name
+        )));
+    }
+    Ok(client)
+}
+
 /// Adds or updates a site, and returns it as stored (its lists checked and normalised, see
 /// `checked_site`); a site without a keyset also gets its own default keyset and a key, so
 /// tokens minted for it are encrypted with its own key.

@@ -148,6 +148,11 @@ pub trait Store: Send + Sync + 'static {
     /// Disables or enables the client with this key id or, if none has it, the one with this
     /// name; returns whether one matched.
     async fn set_client_disabled(&self, key_id_or_name: &str, disabled: bool) -> Result<bool>;
+    /// Replaces the API key and secret of the client with key id `key_id` by `new`'s (its key
+    /// id, secret, lookup hash, key salt and key hash; name, site, roles, state and creation
+    /// stay); the old key is refused from the operators' next sync. Returns whether a client
+    /// had that key id.
+    async fn rekey_client(&self, key_id: &str, new: &ClientRecord) -> Result<bool>;
 
     /// Every site.
     async fn sites(&self) -> Result<Vec<SiteRecord>>;

@@ -126,6 +126,11 @@ impl Store for HookedStore {
             .await
     }
 
+    async fn rekey_client(&self, key_id: &str, new: &ClientRecord) -> Result<bool> {
+        (self.hook)("rekey_client").await?;
+        self.inner.rekey_client(key_id, new).await
+    }
+
     async fn sites(&self) -> Result<Vec<SiteRecord>> {
         (self.hook)("sites").await?;
         self.inner.sites().await

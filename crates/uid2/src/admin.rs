@@ -32,7 +32,7 @@ pub(crate) enum ClientCommand {
         /// Comma-separated: generator, id_reader, sharer, mapper, optout.
         #[arg(long)]
         roles: String,
-        /// Print `{"key","secret","site_id","roles"}`.
+        /// Print `{"key","secret","site_id","roles","name"}`.
         #[arg(long)]
         json: bool,
     },
@@ -51,6 +51,15 @@ pub(crate) enum ClientCommand {
     Enable {
         /// Key id (as `client list` shows it), name, or the API key itself.
         client: String,
+    },
+    /// Gives a client a new API key and secret (shown only now), for when the old ones may
+    /// have leaked: the old key is refused from the next sync on; name, site, roles stay.
+    Rekey {
+        /// Key id (as `client list` shows it), name, or the API key itself.
+        client: String,
+        /// Print `{"key","secret","site_id","roles","name"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -256,20 +265,7 @@ pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Resul
                 &mut rand::rng(),
             )
             .await?;
-            let roles: Vec<&str> = c.record.roles.iter().map(|r| r.as_str()).collect();
-            if json {
-                println!(
-                    "{}",
-                    json!({"key": c.api_key, "secret": c.secret, "site_id": c.record.site_id, "roles": roles, "name": c.record.name})
-                );
-            } else {
-                println!(
-                    "client {name} (site {site_id}, roles {roles})\n  API key: {key}\n  secret:  {secret}",
-                    roles = roles.join(","),
-                    key = c.api_key,
-                    secret = c.secret
-                );
-            }
+            print_new_client(&c, json);
         }
         ClientCommand::List { json } => {
             let clients = store.clients().await?;
@@ -299,8 +295,40 @@ pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Resul
         }
         ClientCommand::Disable { client } => set_disabled(store.as_ref(), &client, true).await?,
         ClientCommand::Enable { client } => set_disabled(store.as_ref(), &client, false).await?,
+        ClientCommand::Rekey { client, json } => {
+            // As for `disable`: an API key names its client by the key id before the dot.
+            let named = match client.split_once('.') {
+                Some((key_id, _)) if !store.clients().await?.iter().any(|c| c.name == client) => {
+                    key_id
+                }
+                _ => client.as_str(),
+            };
+            let c = admin::rekey_client(store.as_ref(), &config, named, &mut rand::rng()).await?;
+            print_new_client(&c, json);
+        }
     }
     Ok(())
+}
+
+/// Prints a client's new API key and secret, the only time they are shown.
+fn print_new_client(c: &admin::NewClient, json: bool) {
+    let roles: Vec<&str> = c.record.roles.iter().map(|r| r.as_str()).collect();
+    if json {
+        println!(
+            "{}",
+            json!({"key": c.api_key, "secret": c.secret, "site_id": c.record.site_id, "roles": roles, "name": c.record.name})
+        );
+    } else {
+        println!(
+            "client {name} (site {site_id}, roles {roles}{state})\n  API key: {key}\n  secret:  {secret}",
+            name = c.record.name,
+            site_id = c.record.site_id,
+            roles = roles.join(","),
+            state = if c.record.disabled { ", disabled" } else { "" },
+            key = c.api_key,
+            secret = c.secret
+        );
+    }
 }
 
 async fn set_disabled(store: &dyn Store, client: &str, disabled: bool) -> Result<()> {

@@ -7,6 +7,8 @@ mod serve;
 mod settings;
 mod token;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -57,8 +59,21 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Runs the command; an error is printed as one line with its causes (`error: what: why`), and
+/// never with a backtrace, even when `RUST_BACKTRACE` is set: these are a user's mistakes or an
+/// unreachable store, not bugs, and the message is all they need.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -19,34 +19,34 @@ use uid2_proto::salt::{Environment, PRODUCTION_BUCKET_COUNT};
 /// Flags of `uid2 serve`. Every one can also come from the environment or the config file.
 #[derive(Debug, Args, Default)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
     #[arg(long, env = "UID2_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Advertising token lifetime, seconds (production: 259200).
+    /// Advertising token lifetime, seconds (default 259200, the official production value).
     #[arg(long, env = "UID2_IDENTITY_TOKEN_EXPIRES_AFTER")]
     pub identity_token_expires_after: Option<u64>,
-    /// Refresh token lifetime, seconds (production: 2592000).
+    /// Refresh token lifetime, seconds (default 2592000, the official production value).
     #[arg(long, env = "UID2_REFRESH_TOKEN_EXPIRES_AFTER")]
     pub refresh_token_expires_after: Option<u64>,
-    /// Seconds after which clients should refresh (production: 3600).
+    /// Seconds after which clients should refresh (default 3600, the official production value).
     #[arg(long, env = "UID2_REFRESH_IDENTITY_TOKEN_AFTER")]
     pub refresh_identity_token_after: Option<u64>,
-    /// How often to poll the store for changes, milliseconds.
+    /// How often to poll the store for changes, milliseconds (default 250).
     #[arg(long, env = "UID2_SYNC_INTERVAL_MS")]
     pub sync_interval_ms: Option<u64>,
-    /// Serve `/ops/baseline` for `uid2 bench`.
+    /// Serve `/ops/baseline` for `uid2 bench` (default false).
     #[arg(long, env = "UID2_BENCH_BASELINE")]
     pub bench_baseline: Option<bool>,
-    /// Rotate keys every this many seconds (0: never; one operator of a fleet does it).
+    /// Rotate keys every this many seconds (default 0: never; one operator of a fleet does it).
     #[arg(long, env = "UID2_ROTATE_KEYS_EVERY")]
     pub rotate_keys_every: Option<u64>,
-    /// Seconds between publishing a new key and using it.
+    /// Seconds between publishing a new key and using it (default 3600).
     #[arg(long, env = "UID2_KEY_ACTIVATION_LEAD")]
     pub key_activation_lead: Option<u64>,
-    /// Rotate a fraction of the salts every this many seconds (0: never).
+    /// Rotate a fraction of the salts every this many seconds (default 0: never).
     #[arg(long, env = "UID2_ROTATE_SALTS_EVERY")]
     pub rotate_salts_every: Option<u64>,
-    /// Fraction of salt buckets each salt rotation changes.
+    /// Fraction of salt buckets each salt rotation changes (default 0.05).
     #[arg(long, env = "UID2_SALT_ROTATION_FRACTION")]
     pub salt_rotation_fraction: Option<SaltFraction>,
     /// Longest a request may take to be answered, its body included, seconds (default 30): a
@@ -84,7 +84,8 @@ pub(crate) struct ServeArgs {
 /// given that disagrees with the store's is an error.
 #[derive(Debug, Args, Default, Clone)]
 pub(crate) struct GlobalArgs {
-    /// The store: `sqlite://PATH` (default `sqlite://uid2-data/uid2.db`) or `postgres://…`.
+    /// The store: `sqlite://PATH` (default `sqlite://uid2-data/uid2.db`, relative to the
+    /// working directory) or `postgres://…`.
     #[arg(long, global = true, env = "UID2_STORE")]
     pub store: Option<String>,
     /// TOML file with any settings of every command or of `uid2 serve` (keys as the flags, with
@@ -101,7 +102,8 @@ pub(crate) struct GlobalArgs {
     /// Issue 33-byte v3 raw UIDs from salt buckets (fixed per store; default false).
     #[arg(long, global = true, env = "UID2_V3_RAW_UIDS")]
     pub v3_raw_uids: Option<bool>,
-    /// Salt buckets to create when bootstrapping an empty store (production: 1048576).
+    /// Salt buckets to create when bootstrapping an empty store (default 1048576, as in
+    /// production).
     #[arg(long, global = true, env = "UID2_SALT_BUCKETS")]
     pub salt_buckets: Option<usize>,
 }

@@ -1,13 +1,16 @@
 //! Admin commands refuse what would quietly harm a running deployment: a client of no site, key
 //! rotation settings that overflow or drop keys live tokens need, and a disable that could hit
-//! a second client.
+//! a second client; a rekey retires a leaked key on a running operator and keeps the client.
 
 mod support;
 
 use std::process::Output;
 
-use serde_json::Value;
-use support::{add_client, cli, init};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Api, ClientCreds, OperatorProcess, add_client, cli, init};
+use uid2_proto::encoding::base64_decode;
 
 fn store() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -338,4 +341,92 @@ fn bench_says_when_the_operator_has_no_baseline_route() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--bench-baseline true"), "{stderr}");
+}
+
+/// `uid2 client rekey`: a running operator refuses the old key within a second and takes the
+/// new one; the client keeps its name, site, roles and state, and tokens it minted with the old
+/// key still refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_retires_the_old_key_and_keeps_the_client() {
+    let (_dir, store) = store();
+    cli(
+        &store,
+        &["site", "add", "--id", "1001", "--name", "Publisher"],
+    );
+    let old = add_client(&store, "publisher", 1001, "generator,mapper");
+    let operator = OperatorProcess::start(&store, &[]);
+    let api = Api::default();
+    let generate = |client: ClientCreds| {
+        let (api, url) = (api.clone(), operator.url.clone());
+        async move {
+            api.call(
+                &url,
+                &client,
+                "/v2/token/generate",
+                &json!({"email": "rekeyed@example.com"}),
+            )
+            .await
+        }
+    };
+    let before = generate(old.clone()).await;
+    assert_eq!(before.json["status"], "success", "{before:?}");
+
+    // By the API key itself, as for `disable`; the new key and secret are printed once.
+    let printed: Value =
+        serde_json::from_str(&cli(&store, &["client", "rekey", &old.key, "--json"])).unwrap();
+    assert_eq!(
+        (&printed["name"], &printed["site_id"], &printed["roles"]),
+        (
+            &json!("publisher"),
+            &json!(1001),
+            &json!(["generator", "mapper"])
+        )
+    );
+    let new = ClientCreds {
+        key: printed["key"].as_str().unwrap().to_owned(),
+        secret: base64_decode(printed["secret"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    };
+    assert_ne!(new.key, old.key);
+    assert_ne!(new.secret, old.secret);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = generate(old.clone()).await;
+        if answer.http == 401 {
+            assert_eq!(answer.json, json!({"status": "unauthorized"}));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old key still works: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = generate(new.clone()).await;
+    assert_eq!(after.json["status"], "success", "{after:?}");
+    let refreshed = api.refresh(&operator.url, &before.json["body"]).await;
+    assert_eq!(refreshed.json["status"], "success", "{refreshed:?}");
+
+    let list: Value = serde_json::from_str(&cli(&store, &["client", "list", "--json"])).unwrap();
+    let listed: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "publisher")
+        .collect();
+    assert_eq!(listed.len(), 1, "{list}");
+    assert_eq!(listed[0]["key_id"], new.key.split_once('.').unwrap().0);
+
+    // A disabled client stays disabled under its new key; an unknown one is refused.
+    cli(&store, &["client", "disable", "publisher"]);
+    let human = cli(&store, &["client", "rekey", "publisher"]);
+    assert!(
+        human.contains("disabled") && human.contains("API key:"),
+        "{human}"
+    );
+    let stderr = refused(&store, &["client", "rekey", "nobody"]);
+    assert!(stderr.contains("no client"), "{stderr}");
 }

@@ -195,6 +195,11 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn rekey_client(&self, key_id: &str, new: &ClientRecord) -> Result<bool> {
+        self.write(Limit::Call, async |c| clients::rekey(c, key_id, new).await)
+            .await
+    }
+
     async fn sites(&self) -> Result<Vec<SiteRecord>> {
         self.read(async |c| sites::all(c).await).await
     }

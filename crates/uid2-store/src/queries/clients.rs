@@ -1,4 +1,4 @@
-//! API clients: reading, adding, disabling.
+//! API clients: reading, adding, disabling, giving new keys.
 
 use super::{bump, bytes32};
 use crate::sql::{Conn, Param, Row};
@@ -65,6 +65,29 @@ pub(crate) async fn set_disabled(
             "UPDATE clients SET disabled = $1 WHERE key_id = $2 \
              OR (name = $2 AND NOT EXISTS (SELECT 1 FROM clients WHERE key_id = $2))",
             &[Param::Bool(disabled), Param::Text(key_id_or_name)],
+        )
+        .await?;
+    if n > 0 {
+        bump(conn, StateKind::Clients).await?;
+    }
+    Ok(n > 0)
+}
+
+/// Gives the client with key id `key_id` the key material of `new` (see
+/// [`Store::rekey_client`](crate::Store::rekey_client)). Returns whether one matched.
+pub(crate) async fn rekey(conn: &mut impl Conn, key_id: &str, new: &ClientRecord) -> Result<bool> {
+    let n = conn
+        .execute(
+            "UPDATE clients SET key_id = $1, secret = $2, lookup_hash = $3, key_salt = $4, key_hash = $5
+             WHERE key_id = $6",
+            &[
+                Param::Text(&new.key_id),
+                Param::Blob(&new.secret),
+                Param::Blob(&new.lookup_hash),
+                Param::Text(&new.key_salt),
+                Param::Text(&new.key_hash),
+                Param::Text(key_id),
+            ],
         )
         .await?;
     if n > 0 {

@@ -149,6 +149,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn rekey_client(&self, key_id: &str, new: &ClientRecord) -> Result<bool> {
+        let (key_id, new) = (key_id.to_owned(), new.clone());
+        self.conn
+            .run(Immediate, async move |c| {
+                clients::rekey(c, &key_id, &new).await
+            })
+            .await
+    }
+
     async fn sites(&self) -> Result<Vec<SiteRecord>> {
         self.conn.run(Deferred, async |c| sites::all(c).await).await
     }

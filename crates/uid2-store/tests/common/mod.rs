@@ -243,6 +243,51 @@ pub async fn exercise(store: &dyn Store) {
     assert!(store.set_client_disabled("second", true).await.unwrap());
     assert!(store.generations().await.unwrap().clients > g1.clients);
 
+    // Rekey: new key material under the same name, site, roles and state; the old key id is
+    // gone, and a key id no client has (or a lookup hash another client holds) changes nothing.
+    let g2 = store.generations().await.unwrap().clients;
+    let old = store
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "second")
+        .unwrap();
+    let mut fresh = client("second-rekeyed", 5);
+    fresh.secret = [7; 32];
+    fresh.key_salt = "salt2".into();
+    fresh.key_hash = "hash2".into();
+    assert!(store.rekey_client(&old.key_id, &fresh).await.unwrap());
+    assert!(store.generations().await.unwrap().clients > g2);
+    let rekeyed = store
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "second")
+        .unwrap();
+    assert_eq!(
+        rekeyed,
+        ClientRecord {
+            key_id: fresh.key_id.clone(),
+            secret: fresh.secret,
+            lookup_hash: fresh.lookup_hash,
+            key_salt: fresh.key_salt.clone(),
+            key_hash: fresh.key_hash.clone(),
+            ..old.clone()
+        }
+    );
+    assert!(!store.rekey_client(&old.key_id, &fresh).await.unwrap());
+    let g3 = store.generations().await.unwrap().clients;
+    assert!(matches!(
+        store
+            .rekey_client(&rekeyed.key_id, &client("other", 4))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.generations().await.unwrap().clients, g3);
+    assert_eq!(store.clients().await.unwrap().len(), 3);
+
     // Sites upsert.
     let mut site = initial().sites[0].clone();
     site.app_names = vec!["com.example".into()];
