@@ -214,6 +214,20 @@ def test_cli_optout_reaches_the_running_operator(operator):
     assert publisher(operator).refresh_token(identity).is_optout()
 
 
+def test_a_base_url_with_a_trailing_slash_works(operator):
+    # The SDKs join base_url + "/v2/…", so this base URL asks for "//v2/…"; the official
+    # operator routes it (Vert.x normalises paths), and so must we.
+    base = operator.url + "/"
+    generated = Uid2PublisherClient(base, operator.publisher["key"], operator.publisher["secret"]).generate_token(
+        TokenGenerateInput.from_email(unique_email())
+    )
+    assert generated.is_success()
+    bidstream = BidstreamClient(base, operator.dsp["key"], operator.dsp["secret"])
+    assert bidstream.refresh().success
+    decrypted = bidstream.decrypt_token_into_raw_uid(generated.get_identity().get_advertising_token(), "localhost")
+    assert decrypted.status == DecryptionStatus.SUCCESS, decrypted.status
+
+
 def test_buckets(operator):
     client = IdentityMapClient(operator.url, operator.advertiser["key"], operator.advertiser["secret"])
     all_buckets = client.get_identity_buckets(dt.datetime(2000, 1, 1, tzinfo=UTC))

@@ -20,7 +20,7 @@ pub enum Error {
     Http(#[from] reqwest::Error),
     /// The service answered with an HTTP error; `status` is the UID2 status string of the body
     /// (`client_error`, `unauthorized`, `invalid_token`, `expired_token`, …) when it had one.
-    #[error("UID2 service answered HTTP {http_status} ({status}): {message}")]
+    #[error("UID2 service answered HTTP {http_status} ({status}){}", colon_then(.message))]
     Api {
         /// HTTP status code.
         http_status: u16,
@@ -60,3 +60,12 @@ impl Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `": message"`, or nothing for an empty message (a 401 has none).
+fn colon_then(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}

@@ -21,6 +21,7 @@ use crate::clients::lookup_hash;
 use crate::config::OperatorConfig;
 use crate::deployment::SettledStore;
 use crate::domain_names::site_domain_name;
+use crate::snapshot::SpecialIdentities;
 
 /// How long a new key stays valid.
 pub const KEY_LIFETIME_S: i64 = 365 * 86_400;
@@ -321,48 +322,96 @@ pub async fn add_client(
             "a client's name is some text on one line, at most {MAX_NAME_CHARS} characters"
         )));
     }
+    if looks_like_key_id(name) {
+        return Err(AdminError::Invalid(format!(
+            "a client's name cannot look like a key id ({name:?}): commands find a client by \
+             either, and would find another client by this name"
+        )));
+    }
     // Checked here for a clear answer; the store's unique constraint settles a race.
     if store.clients().await?.iter().any(|c| c.name == name) {
         return Err(AdminError::Invalid(format!(
             "a client named {name:?} already exists"
         )));
     }
-    let pepper = store
-        .meta("api_key_pepper")
-        .await?
-        .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
+    let pepper = pepper(store).await?;
     // A client of no site would mint tokens under the fallback publisher key that no site
     // owns, and no one could tell whose they are.
     if !store.sites().await?.iter().any(|s| s.id == site_id) {
-        return Err(AdminError::Invalid(format!(
-            "no site {site_id}: add it first (uid2 site add --id {site_id} --name …)"
-        )));
+        return Err(AdminError::Invalid(
+            if site_id <= FALLBACK_PUBLISHER_SITE_ID {
+                format!(
+                    "no site {site_id}: site ids {FALLBACK_PUBLISHER_SITE_ID} and below are reserved; \
+                 add a site of the client's own (uid2 site add --id N --name …, N above \
+                 {FALLBACK_PUBLISHER_SITE_ID})"
+                )
+            } else {
+                format!("no site {site_id}: add it first (uid2 site add --id {site_id} --name …)")
+            },
+        ));
     }
     let client = make_client(&pepper, config, name, site_id, roles, now_ms / 1000, rng);
     store.insert_client(&client.record).await?;
     Ok(client)
 }
 
+/// Whether `name` has the form of a key id (`UID2-C-L-999-abcdef`, `EUID-C-…`).
+fn looks_like_key_id(name: &str) -> bool {
+    ["UID2-C-", "EUID-C-"].iter().any(|prefix| {
+        name.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    })
+}
+
+/// The client an admin names: by key id (as `uid2 client list` shows it), else by name, else by
+/// its whole API key, which must be the client's current key: a key id with a wrong or old
+/// secret part names no one.
+pub async fn find_client(store: &dyn Store, named: &str) -> Result<ClientRecord, AdminError> {
+    let clients = store.clients().await?;
+    if let Some(c) = clients
+        .iter()
+        .find(|c| c.key_id == named)
+        .or_else(|| clients.iter().find(|c| c.name == named))
+    {
+        return Ok(c.clone());
+    }
+    if named.contains('.') {
+        let pepper = pepper(store).await?;
+        let hash = lookup_hash(&pepper, named);
+        return clients
+            .into_iter()
+            .find(|c| c.lookup_hash == hash)
+            .ok_or_else(|| {
+                AdminError::Invalid(
+                    "no client has that API key (it may be wrong, or replaced by a rekey)".into(),
+                )
+            });
+    }
+    Err(AdminError::Invalid(
+        "no client with that key id, name or API key".into(),
+    ))
+}
+
+/// The pepper API keys are hashed with.
+async fn pepper(store: &dyn Store) -> Result<String, AdminError> {
+    store
+        .meta("api_key_pepper")
+        .await?
+        .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))
+}
+
 /// Gives a client a new API key and secret, for when its old ones may have leaked: the client
-/// is found by key id or, if none has it, by name; its name, site, roles and state stay, and
-/// the old key is refused from the operators' next sync (within a second) on. Tokens it minted
-/// stay valid: they are encrypted with the site's keys, not the client's.
+/// is found as [`find_client`] finds it; its name, site, roles and state stay, and the old key
+/// is refused from the operators' next sync (within a second) on. Tokens it minted stay valid:
+/// they are encrypted with the site's keys, not the client's.
 pub async fn rekey_client(
     store: &dyn Store,
     config: &OperatorConfig,
-    key_id_or_name: &str,
+    named: &str,
     rng: &mut (impl CryptoRng + ?Sized),
 ) -> Result<NewClient, AdminError> {
-    let clients = store.clients().await?;
-    let old = clients
-        .iter()
-        .find(|c| c.key_id == key_id_or_name)
-        .or_else(|| clients.iter().find(|c| c.name == key_id_or_name))
-        .ok_or_else(|| AdminError::Invalid("no client with that key id or name".into()))?;
-    let pepper = store
-        .meta("api_key_pepper")
-        .await?
-        .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
+    let old = &find_client(store, named).await?;
+    let pepper = pepper(store).await?;
     let fresh = make_client(
         &pepper,
         config,
@@ -439,7 +488,8 @@ fn is_name(name: &str) -> bool {
 }
 
 /// The site with its lists checked: a name, domain names that client-side generation can
-/// match (lower-cased, each once; see [`site_domain_name`]), and app names that are names.
+/// match (lower-cased, each once; see [`site_domain_name`]), and app names that are names (each
+/// once).
 fn checked_site(mut site: SiteRecord) -> Result<SiteRecord, AdminError> {
     if !is_name(&site.name) {
         return Err(AdminError::Invalid(format!(
@@ -459,6 +509,13 @@ fn checked_site(mut site: SiteRecord) -> Result<SiteRecord, AdminError> {
             "{bad:?} is not an app name (some text on one line, at most {MAX_NAME_CHARS} characters)"
         )));
     }
+    let mut app_names: Vec<String> = Vec::with_capacity(site.app_names.len());
+    for name in site.app_names {
+        if !app_names.contains(&name) {
+            app_names.push(name);
+        }
+    }
+    site.app_names = app_names;
     Ok(site)
 }
 
@@ -495,6 +552,16 @@ pub async fn add_optout(
         .await?
         .ok_or_else(|| AdminError::Invalid("the store is not initialised".into()))?;
     let flh = FirstLevelHash::compute(identity, &meta.first_level_salt);
+    if SpecialIdentities::new(&meta.first_level_salt)
+        .is_validate_identity(identity.identity_type, &flh)
+    {
+        // Recorded, it would show in `/v2/optout/status` while generate and map ignore it.
+        return Err(AdminError::Invalid(
+            "that is a test identity that never opts out (validate@example.com, +12345678901), \
+             as on the official operator: nothing recorded"
+                .into(),
+        ));
+    }
     let raw_uid = table.raw_uid(&flh, identity.identity_type, settings);
     Ok(store
         .append_optout(flh.0, Some(raw_uid.as_bytes().to_vec()), now_ms)

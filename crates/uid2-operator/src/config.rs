@@ -98,18 +98,31 @@ impl OperatorConfig {
     /// Checks the lifetime constraints the official operator enforces: refresh token ≥
     /// advertising token ≥ refresh-from, all positive.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.identity_token_expires_after > self.refresh_token_expires_after {
+        // Named as the settings (flags, variables, config keys) that set them.
+        let (token, refresh, refresh_after) = (
+            self.identity_token_expires_after.as_secs(),
+            self.refresh_token_expires_after.as_secs(),
+            self.refresh_identity_token_after.as_secs(),
+        );
+        if self.identity_token_expires_after.is_zero() {
             return Err(ConfigError(
-                "the advertising token must not outlive the refresh token".into(),
+                "identity_token_expires_after (the advertising token lifetime) must be positive"
+                    .into(),
             ));
+        }
+        if self.identity_token_expires_after > self.refresh_token_expires_after {
+            return Err(ConfigError(format!(
+                "identity_token_expires_after ({token} s) must not be longer than \
+                 refresh_token_expires_after ({refresh} s): the advertising token must not \
+                 outlive the refresh token"
+            )));
         }
         if self.refresh_identity_token_after > self.identity_token_expires_after {
-            return Err(ConfigError(
-                "refresh_from must come before the advertising token expires".into(),
-            ));
-        }
-        if self.identity_token_expires_after.is_zero() {
-            return Err(ConfigError("token lifetimes must be positive".into()));
+            return Err(ConfigError(format!(
+                "refresh_identity_token_after ({refresh_after} s) must not be longer than \
+                 identity_token_expires_after ({token} s): clients must refresh before the \
+                 advertising token expires"
+            )));
         }
         if self.request_timeout.is_zero() {
             return Err(ConfigError("the request timeout must be positive".into()));

@@ -113,7 +113,8 @@ pub struct SpecialIdentities {
 }
 
 impl SpecialIdentities {
-    fn new(first_level_salt: &str) -> Self {
+    /// The test identities under the store's first-level salt.
+    pub fn new(first_level_salt: &str) -> Self {
         let hashes = |list: &[&str]| {
             list.iter()
                 .map(|v| {

@@ -200,9 +200,9 @@ pub(crate) fn print_bootstrap(
     buckets: usize,
     deployment: &RawUidSettings,
     boot: &Bootstrap,
-) {
+) -> Result<()> {
     let c = &boot.demo_client;
-    println!(
+    say!(
         "Initialised an empty store at {store} ({buckets} salt buckets).\n\
          Identity scope {scope}, environment {environment}, v3 raw UIDs {v3}: fixed for this store.\n\
          Demo publisher client (site {site}, every role) - shown once, keep it:\n  \
@@ -216,7 +216,14 @@ pub(crate) fn print_bootstrap(
         secret = c.secret,
         sub = boot.demo_cstg.subscription_id,
         public = boot.demo_cstg.public_key,
-    );
+    )
+    .with_context(|| {
+        format!(
+            "the store was initialised, but the demo client's key could not be shown: \
+             `uid2 client rekey {}` gives it a new one",
+            c.record.name
+        )
+    })
 }
 
 /// `uid2 init`: creates and initialises the store with the deployment settings given (or the
@@ -233,12 +240,12 @@ pub(crate) async fn init(global: &GlobalArgs) -> Result<()> {
     let buckets = common.salt_buckets;
     let described = store.describe();
     match ensure_initialized(store.as_ref(), &config, buckets, now_ms(), &mut rand::rng()).await? {
-        Some(boot) => print_bootstrap(&described, buckets, &deployment, &boot),
+        Some(boot) => print_bootstrap(&described, buckets, &deployment, &boot)?,
         None => {
             settle(store, &common.given)
                 .await
                 .context(SETTINGS_CONTEXT)?;
-            println!("The store {described} is already initialised; nothing changed.");
+            say!("The store {described} is already initialised; nothing changed.")?;
         }
     }
     Ok(())
@@ -265,7 +272,7 @@ pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Resul
                 &mut rand::rng(),
             )
             .await?;
-            print_new_client(&c, json);
+            print_new_client(&c, json)?;
         }
         ClientCommand::List { json } => {
             let clients = store.clients().await?;
@@ -277,49 +284,43 @@ pub(crate) async fn client(global: &GlobalArgs, command: ClientCommand) -> Resul
                                "roles": c.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "disabled": c.disabled})
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                say!("{}", serde_json::Value::Array(list))?;
             } else {
                 for c in clients {
                     let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
                     let state = if c.disabled { "disabled" } else { "enabled" };
-                    println!(
+                    say!(
                         "{:<20} {:<24} site {:<6} {:<8} {}",
                         c.name,
                         c.key_id,
                         c.site_id,
                         state,
                         roles.join(",")
-                    );
+                    )?;
                 }
             }
         }
         ClientCommand::Disable { client } => set_disabled(store.as_ref(), &client, true).await?,
         ClientCommand::Enable { client } => set_disabled(store.as_ref(), &client, false).await?,
         ClientCommand::Rekey { client, json } => {
-            // As for `disable`: an API key names its client by the key id before the dot.
-            let named = match client.split_once('.') {
-                Some((key_id, _)) if !store.clients().await?.iter().any(|c| c.name == client) => {
-                    key_id
-                }
-                _ => client.as_str(),
-            };
-            let c = admin::rekey_client(store.as_ref(), &config, named, &mut rand::rng()).await?;
-            print_new_client(&c, json);
+            let c = admin::rekey_client(store.as_ref(), &config, &client, &mut rand::rng()).await?;
+            print_new_client(&c, json)?;
         }
     }
     Ok(())
 }
 
-/// Prints a client's new API key and secret, the only time they are shown.
-fn print_new_client(c: &admin::NewClient, json: bool) {
+/// Prints a client's new API key and secret, the only time they are shown; if they cannot be
+/// shown, the error says how to get new ones.
+fn print_new_client(c: &admin::NewClient, json: bool) -> Result<()> {
     let roles: Vec<&str> = c.record.roles.iter().map(|r| r.as_str()).collect();
     if json {
-        println!(
+        say!(
             "{}",
             json!({"key": c.api_key, "secret": c.secret, "site_id": c.record.site_id, "roles": roles, "name": c.record.name})
-        );
+        )
     } else {
-        println!(
+        say!(
             "client {name} (site {site_id}, roles {roles}{state})\n  API key: {key}\n  secret:  {secret}",
             name = c.record.name,
             site_id = c.record.site_id,
@@ -327,26 +328,32 @@ fn print_new_client(c: &admin::NewClient, json: bool) {
             state = if c.record.disabled { ", disabled" } else { "" },
             key = c.api_key,
             secret = c.secret
-        );
+        )
     }
+    .with_context(|| {
+        format!(
+            "client {name} has a new key that could not be shown: `uid2 client rekey {name}` \
+             gives it another",
+            name = c.record.name
+        )
+    })
 }
 
-async fn set_disabled(store: &dyn Store, client: &str, disabled: bool) -> Result<()> {
-    // The whole API key names its client too: its key id is the part before the dot (and the
-    // rest, the secret part, is never echoed).
-    let named = if store.set_client_disabled(client, disabled).await? {
-        client
-    } else {
-        match client.split_once('.') {
-            Some((key_id, _)) if store.set_client_disabled(key_id, disabled).await? => key_id,
-            _ => bail!("no client with that key id, name or API key"),
-        }
-    };
-    println!(
-        "client {named} {}",
+async fn set_disabled(store: &dyn Store, named: &str, disabled: bool) -> Result<()> {
+    let client = admin::find_client(store, named).await?;
+    // By key id, which names exactly one client (never echoing an API key's secret part).
+    if !store.set_client_disabled(&client.key_id, disabled).await? {
+        bail!(
+            "client {} changed meanwhile; run the command again",
+            client.name
+        );
+    }
+    say!(
+        "client {} ({}) {}",
+        client.name,
+        client.key_id,
         if disabled { "disabled" } else { "enabled" }
-    );
-    Ok(())
+    )
 }
 
 pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()> {
@@ -369,13 +376,16 @@ pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()
             };
             let site = admin::add_site(store.as_ref(), site, now_ms(), &mut rand::rng()).await?;
             match existing {
-                None => println!("site {id} ({name}) added"),
+                None => say!("site {id} ({name}) added")?,
                 // An update replaces the allow-lists: say so, since a domain left out of the
                 // command is one client-side generation now refuses.
-                Some(old) => println!(
+                Some(old) => say!(
                     "site {id} ({name}) updated: domains {:?} -> {:?}, app names {:?} -> {:?}",
-                    old.domain_names, site.domain_names, old.app_names, site.app_names
-                ),
+                    old.domain_names,
+                    site.domain_names,
+                    old.app_names,
+                    site.app_names
+                )?,
             }
         }
         SiteCommand::List { json } => {
@@ -385,13 +395,16 @@ pub(crate) async fn site(global: &GlobalArgs, command: SiteCommand) -> Result<()
                     .iter()
                     .map(|s| json!({"id": s.id, "name": s.name, "domain_names": s.domain_names, "app_names": s.app_names}))
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                say!("{}", serde_json::Value::Array(list))?;
             } else {
                 for s in sites {
-                    println!(
+                    say!(
                         "{:<6} {:<24} domains {:?} apps {:?}",
-                        s.id, s.name, s.domain_names, s.app_names
-                    );
+                        s.id,
+                        s.name,
+                        s.domain_names,
+                        s.app_names
+                    )?;
                 }
             }
         }
@@ -406,25 +419,37 @@ pub(crate) async fn cstg(global: &GlobalArgs, command: CstgCommand) -> Result<()
         CstgCommand::Add { site_id, json } => {
             let k = admin::add_cstg(store.as_ref(), &config, site_id, now_ms(), &mut rand::rng())
                 .await?;
+            let site = store.sites().await?.into_iter().find(|s| s.id == site_id);
+            if site.is_some_and(|s| s.domain_names.is_empty() && s.app_names.is_empty()) {
+                eprintln!(
+                    "note: site {site_id} has no domain or app names yet: its pages' client-side \
+                     requests are refused (403 invalid_http_origin) until it has some \
+                     (uid2 site add --id {site_id} --name … --domain example.com)"
+                );
+            }
             if json {
-                println!(
+                say!(
                     "{}",
                     json!({"subscription_id": k.subscription_id, "public_key": k.public_key, "site_id": k.site_id})
-                );
+                )?;
             } else {
-                println!(
+                say!(
                     "site {site_id}\n  subscription id: {}\n  public key:      {}",
-                    k.subscription_id, k.public_key
-                );
+                    k.subscription_id,
+                    k.public_key
+                )?;
             }
         }
         CstgCommand::List => {
             for k in store.cstg_keypairs().await? {
                 let state = if k.disabled { "disabled" } else { "enabled" };
-                println!(
+                say!(
                     "{:<12} site {:<6} {:<8} {}",
-                    k.subscription_id, k.site_id, state, k.public_key
-                );
+                    k.subscription_id,
+                    k.site_id,
+                    state,
+                    k.public_key
+                )?;
             }
         }
     }
@@ -436,7 +461,7 @@ pub(crate) async fn optout(global: &GlobalArgs, command: OptoutCommand) -> Resul
     let OptoutCommand::Add(target) = command;
     let identity = target.identity()?;
     let record = admin::add_optout(&settled, &identity, now_ms()).await?;
-    println!("opt-out recorded (sequence {})", record.seq);
+    say!("opt-out recorded (sequence {})", record.seq)?;
     Ok(())
 }
 
@@ -457,11 +482,11 @@ pub(crate) async fn backup(global: &GlobalArgs, args: BackupArgs) -> Result<()> 
         .back_up(&args.to)
         .await
         .with_context(|| format!("backing up {}", store.describe()))?;
-    println!(
+    say!(
         "Backed up {} to {} ({bytes} bytes); serve it with --store sqlite://{}",
         store.describe(),
         args.to.display(),
         args.to.display()
-    );
+    )?;
     Ok(())
 }

@@ -274,10 +274,15 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         .build()?;
     let duration = Duration::from_secs(args.duration);
     if !args.json {
-        println!(
+        say!(
             "{:<22} {:>10} {:>9} {:>9} {:>7} {:>9}",
-            "measurement", "req/s", "p50 ms", "p99 ms", "errors", "ratio"
-        );
+            "measurement",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "ratio"
+        )?;
     }
     for endpoint in &args.endpoints {
         let mut target = Target {
@@ -305,14 +310,14 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         let ratio = real.rate() / base.rate().max(f64::MIN_POSITIVE);
         for (m, r) in [(&base, None), (&real, Some(ratio))] {
             if args.json {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({"name": m.name, "requests_per_second": m.rate(), "p50_ms": m.percentile_ms(0.5),
                         "p99_ms": m.percentile_ms(0.99), "errors": m.errors, "ratio_to_baseline": r,
                         "concurrency": args.concurrency, "seconds": m.elapsed.as_secs_f64()})
-                );
+                )?;
             } else {
-                println!(
+                say!(
                     "{:<22} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>9}",
                     m.name,
                     m.rate(),
@@ -320,7 +325,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
                     m.percentile_ms(0.99),
                     m.errors,
                     r.map(|r| format!("{r:.2}x")).unwrap_or_default()
-                );
+                )?;
             }
         }
     }

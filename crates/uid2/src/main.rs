@@ -1,5 +1,16 @@
 //! `uid2`: the operator (`uid2 serve`), its admin CLI, a load generator and token tools.
 
+/// `println!` that returns an error where `println!` would panic, when standard output is gone
+/// (a closed pipe, a full disk): what a command prints is often a secret shown only once, and
+/// its loss must be reported, not crash the command after the store has changed.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::anyhow!("could not write to standard output: {e}"))
+    }};
+}
+
 mod admin;
 mod bench;
 mod rotate;

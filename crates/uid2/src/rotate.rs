@@ -75,14 +75,14 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
                 format!("{}Z", text.strip_suffix(".000").unwrap_or(&text))
             };
             for ks in keysets {
-                println!(
+                say!(
                     "keyset {:>4} site {:>5} {:<20} {}{}",
                     ks.id,
                     ks.site_id,
                     ks.name,
                     if ks.enabled { "enabled" } else { "disabled" },
                     if ks.is_default { ", default" } else { "" }
-                );
+                )?;
                 let in_use = state.ring.active_key(ks.id, now_s).map(|k| k.id);
                 for k in keys.iter().filter(|k| k.keyset_id == ks.id) {
                     let state = if in_use == Some(k.id) {
@@ -94,12 +94,12 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
                     } else {
                         "superseded"
                     };
-                    println!(
+                    say!(
                         "  key {:>6}  activates {}  expires {}  {state}",
                         k.id,
                         utc(k.activates_s),
                         utc(k.expires_s)
-                    );
+                    )?;
                 }
             }
         }
@@ -137,13 +137,13 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
             let r = rotate_keys(store.as_ref(), policy, now_ms(), &mut task_rng(), None)
                 .await?
                 .expect("an unclaimed rotation always writes");
-            println!(
+            say!(
                 "created keys {:?} (active in {activation_lead} s); removed {:?}; superseded keys \
                  are kept {:.1} days after their successor activates ({why})",
                 r.created,
                 r.removed,
                 days(retention)
-            );
+            )?;
         }
     }
     Ok(())
@@ -171,12 +171,12 @@ pub(crate) async fn salts(global: &GlobalArgs, command: SaltsCommand) -> Result<
     .await?
     .expect("an unclaimed rotation always answers");
     match pick {
-        SaltPick::Due => println!(
+        SaltPick::Due => say!(
             "rotated {} salt buckets (only buckets due for rotation; --include-not-due for \
              others too)",
             rotated.len()
-        ),
-        SaltPick::Any => println!("rotated {} salt buckets", rotated.len()),
+        )?,
+        SaltPick::Any => say!("rotated {} salt buckets", rotated.len())?,
     }
     Ok(())
 }

@@ -54,11 +54,11 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     );
     let metrics = match metrics_listener {
         Some(listener) => {
-            println!(
+            say!(
                 "uid2 metrics on http://{}{}",
                 listener.local_addr()?,
                 http::METRICS_PATH
-            );
+            )?;
             let app = http::metrics_router(operator.clone());
             let limits = settings.limits;
             Some(tokio::spawn(http::server::serve(
@@ -71,7 +71,7 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
         None => None,
     };
     // Tests and scripts wait for this exact line.
-    println!("uid2 operator listening on http://{addr}");
+    say!("uid2 operator listening on http://{addr}")?;
     std::io::stdout().flush().ok();
 
     http::server::serve(

@@ -19,9 +19,10 @@ use uid2_proto::salt::{Environment, PRODUCTION_BUCKET_COUNT};
 /// Flags of `uid2 serve`. Every one can also come from the environment or the config file.
 #[derive(Debug, Args, Default)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port).
+    /// Address to listen on, IP:PORT or HOST:PORT (default 127.0.0.1:8080; port 0 picks a free
+    /// port).
     #[arg(long, env = "UID2_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
     /// Advertising token lifetime, seconds (default 259200, the official production value).
     #[arg(long, env = "UID2_IDENTITY_TOKEN_EXPIRES_AFTER")]
     pub identity_token_expires_after: Option<u64>,
@@ -75,7 +76,7 @@ pub(crate) struct ServeArgs {
     /// Serve `/metrics` on this address instead of the API's (port 0 picks a free port): keep
     /// the operator's counts off the public port.
     #[arg(long, env = "UID2_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Settings every command shares: where the store is, what a new store is created with, and
@@ -176,7 +177,7 @@ fn parse_environment(e: &str) -> Result<Environment> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     store: Option<String>,
     identity_token_expires_after: Option<u64>,
     refresh_token_expires_after: Option<u64>,
@@ -197,7 +198,28 @@ struct FileSettings {
     max_connections: Option<usize>,
     legacy_api: Option<bool>,
     max_staleness: Option<u64>,
-    metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<String>,
+}
+
+/// Where `uid2 serve` listens unless told otherwise.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The socket address `setting` names: an IP address and port, or a host name (`localhost`)
+/// and port, resolved now; of a name with IPv4 and IPv6 addresses, the first IPv4 one, which is
+/// what `http://localhost:PORT` reaches first.
+fn listen_address(setting: &str, given: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = given.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(given)
+        .with_context(|| format!("{setting} {given:?} is not IP:PORT or HOST:PORT"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .with_context(|| format!("{setting} {given:?} resolves to no address"))
 }
 
 /// Everything `uid2 serve` runs with.
@@ -297,11 +319,15 @@ impl ServeArgs {
         }
         Ok(ServeSettings {
             limits,
-            metrics_listen: self.metrics_listen.or(file.metrics_listen),
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
+            metrics_listen: self
+                .metrics_listen
+                .or(file.metrics_listen)
+                .map(|a| listen_address("metrics_listen", &a))
+                .transpose()?,
+            listen: listen_address(
+                "listen",
+                &self.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN.into()),
+            )?,
             common,
             operator,
             schedule: crate::rotate::Schedule {
@@ -346,6 +372,30 @@ pub(crate) struct ApiClientArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_may_name_a_host() {
+        assert_eq!(
+            listen_address("listen", "127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            listen_address("listen", "[::1]:9").unwrap(),
+            "[::1]:9".parse::<SocketAddr>().unwrap()
+        );
+        // IPv4 first: `http://localhost:PORT` reaches it.
+        assert_eq!(
+            listen_address("listen", "localhost:8080").unwrap(),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        for bad in ["localhost", "8080", "no-such-host.invalid:80"] {
+            let e = listen_address("metrics_listen", bad).unwrap_err();
+            assert!(
+                format!("{e:#}").contains(&format!("metrics_listen {bad:?}")),
+                "{e:#}"
+            );
+        }
+    }
 
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {

@@ -66,7 +66,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: TokenCommand) -> Result<()
         TokenCommand::Inspect { token } => inspect(global, token.trim()).await?,
         TokenCommand::Decrypt(args) => decrypt(&args).await?,
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    say!("{}", serde_json::to_string_pretty(&report)?)?;
     let opened = report.get("error").is_none()
         && report
             .get("status")

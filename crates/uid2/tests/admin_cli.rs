@@ -1,6 +1,6 @@
 //! Admin commands refuse what would quietly harm a running deployment: a client of no site, key
-//! rotation settings that overflow or drop keys live tokens need, and a disable that could hit
-//! a second client; a rekey retires a leaked key on a running operator and keeps the client.
+//! rotation settings that overflow or drop keys live tokens need, a client name that could be
+//! taken for another client's key id, a forged API key naming a client; a rekey retires a leaked key on a running operator and keeps the client.
 
 mod support;
 
@@ -117,8 +117,25 @@ fn disable_names_exactly_one_client() {
     );
     let publisher = add_client(&store, "publisher", 1001, "generator");
     let key_id = publisher.key.split_once('.').unwrap().0.to_owned();
-    // Another client named after the publisher's key id.
-    add_client(&store, &key_id, 1001, "mapper");
+    // A client named after the publisher's key id (or any key id) would be found by that name
+    // or would hide behind it: refused.
+    for name in [key_id.as_str(), "uid2-c-l-1001-other"] {
+        let stderr = refused(
+            &store,
+            &[
+                "client",
+                "add",
+                "--name",
+                name,
+                "--site-id",
+                "1001",
+                "--roles",
+                "mapper",
+            ],
+        );
+        assert!(stderr.contains("cannot look like a key id"), "{stderr}");
+    }
+    add_client(&store, "mapper", 1001, "mapper");
     let state = || -> Vec<(String, bool)> {
         let list: Value =
             serde_json::from_str(&cli(&store, &["client", "list", "--json"])).unwrap();
@@ -161,6 +178,13 @@ fn disable_names_exactly_one_client() {
 
     let stderr = refused(&store, &["client", "disable", "nobody"]);
     assert!(stderr.contains("no client"), "{stderr}");
+    // An API key names its client only whole: a right key id with a wrong secret part names
+    // no one.
+    cli(&store, &["client", "enable", &key_id]);
+    let forged = format!("{key_id}.wrongsecretpart");
+    let stderr = refused(&store, &["client", "disable", &forged]);
+    assert!(stderr.contains("no client has that API key"), "{stderr}");
+    assert!(disabled(&state()).is_empty());
 }
 
 #[test]
@@ -272,6 +296,10 @@ fn sites_list_only_domains_client_side_generation_can_match() {
             "example.com",
             "--domain",
             "localhost",
+            "--app-name",
+            "com.example.app",
+            "--app-name",
+            "com.example.app",
         ],
     );
     let sites: Value = serde_json::from_str(&cli(&store, &["site", "list", "--json"])).unwrap();
@@ -285,6 +313,64 @@ fn sites_list_only_domains_client_side_generation_can_match() {
         site["domain_names"],
         serde_json::json!(["example.com", "localhost"])
     );
+    assert_eq!(site["app_names"], serde_json::json!(["com.example.app"]));
+}
+
+/// Admin input that could never take effect is refused or pointed out: an opt-out of a test
+/// identity that never opts out, a client of a reserved site, a CSTG key pair of a site no page
+/// can use it from.
+#[test]
+fn admin_input_that_cannot_take_effect_is_refused_or_pointed_out() {
+    let (_dir, store) = store();
+    for identity in [
+        ["--email", "validate@example.com"],
+        ["--phone", "+12345678901"],
+    ] {
+        let stderr = refused(&store, &["optout", "add", identity[0], identity[1]]);
+        assert!(stderr.contains("never opts out"), "{stderr}");
+    }
+    cli(&store, &["optout", "add", "--email", "someone@example.com"]);
+
+    let stderr = refused(
+        &store,
+        &[
+            "client",
+            "add",
+            "--name",
+            "c",
+            "--site-id",
+            "1",
+            "--roles",
+            "mapper",
+        ],
+    );
+    assert!(stderr.contains("reserved"), "{stderr}");
+
+    cli(
+        &store,
+        &["site", "add", "--id", "1002", "--name", "No pages"],
+    );
+    let out = support::run(&store, &[], &["cstg", "add", "--site-id", "1002"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no domain or app names"), "{stderr}");
+    cli(
+        &store,
+        &[
+            "site",
+            "add",
+            "--id",
+            "1003",
+            "--name",
+            "Pages",
+            "--domain",
+            "example.org",
+        ],
+    );
+    let out = support::run(&store, &[], &["cstg", "add", "--site-id", "1003"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("no domain or app names"), "{stderr}");
 }
 
 #[test]
@@ -429,4 +515,27 @@ async fn rekey_retires_the_old_key_and_keeps_the_client() {
     );
     let stderr = refused(&store, &["client", "rekey", "nobody"]);
     assert!(stderr.contains("no client"), "{stderr}");
+}
+
+/// A new client's key is printed once: when it cannot be (standard output is a full disk), the
+/// command fails without a panic and says how to get the client a key it can show.
+#[test]
+fn a_key_that_cannot_be_shown_is_an_error_that_says_how_to_get_another() {
+    let (_dir, store) = store();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = support::uid2_command()
+        .args(["--store", &store, "client", "add", "--name", "lost"])
+        .args(["--site-id", "999", "--roles", "generator"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("uid2 client rekey lost"), "{stderr}");
+    let rekeyed = cli(&store, &["client", "rekey", "lost"]);
+    assert!(rekeyed.contains("API key:"), "{rekeyed}");
 }

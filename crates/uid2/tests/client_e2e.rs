@@ -577,20 +577,27 @@ async fn tokens_from_before_key_rotations_decrypt_with_keys_fetched_after_them()
     let shared = sharing.encrypt_raw_uid_into_token(&raw_uid).unwrap();
     let old_site_key = site_key_id(&f.store, &identity.advertising_token);
 
-    f.cli(&["keys", "rotate", "--activation-lead", "0"]);
-    f.cli(&["keys", "rotate", "--activation-lead", "0"]);
-    // The operator mints with a new key once it has synced the rotations.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let fresh = loop {
-        let fresh = f
-            .generate(TokenGenerateInput::from_email("rotated@example.com"))
-            .await;
-        if site_key_id(&f.store, &fresh.advertising_token) != old_site_key {
-            break fresh;
-        }
-        assert!(Instant::now() < deadline, "the rotations never took effect");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // The operator mints with a rotation's key once it has synced it. Each rotation is waited
+    // for, so that the keys fetched below are all the keys the operator will mint with.
+    let mut previous_key = old_site_key;
+    let mut fresh = None;
+    for _ in 0..2 {
+        f.cli(&["keys", "rotate", "--activation-lead", "0"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        fresh = Some(loop {
+            let fresh = f
+                .generate(TokenGenerateInput::from_email("rotated@example.com"))
+                .await;
+            let key = site_key_id(&f.store, &fresh.advertising_token);
+            if key != previous_key {
+                previous_key = key;
+                break fresh;
+            }
+            assert!(Instant::now() < deadline, "the rotation never took effect");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        });
+    }
+    let fresh = fresh.unwrap();
 
     let bidstream = f.bidstream();
     bidstream.refresh().await.unwrap();

@@ -13,6 +13,7 @@ mod input;
 mod keys;
 mod legacy;
 mod ops;
+mod path;
 pub mod server;
 mod timed_stream;
 mod token;
@@ -336,7 +337,8 @@ pub fn api_router(operator: Arc<Operator>, with_metrics: bool) -> Router {
         });
     // `layer`, not `route_layer`: the metrics must wrap the fallback too, so that requests for
     // unknown paths are counted.
-    app.fallback(not_found)
+    let app: Router = app
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             operator.clone(),
@@ -351,7 +353,14 @@ pub fn api_router(operator: Arc<Operator>, with_metrics: bool) -> Router {
             BODY_BUDGET_BYTES,
             PUBLIC_BODY_BUDGET_BYTES,
         )))
-        .with_state(operator)
+        .with_state(operator);
+    // Paths are normalised before any route is matched, so this wraps the whole router
+    // (a `layer` would run after the match).
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(path::normalize_request)
+            .service(app),
+    )
 }
 
 /// Answers a request that took longer than [`OperatorConfig::request_timeout`] with a 503 (inside
