@@ -375,7 +375,7 @@ pub async fn find_client(store: &dyn Store, named: &str) -> Result<ClientRecord,
     {
         return Ok(c.clone());
     }
-    if named.contains('.') {
+    if named.contains('.') && looks_like_key_id(named) {
         let pepper = pepper(store).await?;
         let hash = lookup_hash(&pepper, named);
         return clients
@@ -555,10 +555,13 @@ pub async fn add_optout(
     if SpecialIdentities::new(&meta.first_level_salt)
         .is_validate_identity(identity.identity_type, &flh)
     {
-        // Recorded, it would show in `/v2/optout/status` while generate and map ignore it.
+        // An admin asking for it expects an effect it cannot have: say so instead of recording
+        // an opt-out that only `/v2/optout/status` would show. (`/v2/token/logout` records it,
+        // as upstream does: an SDK's call is answered as upstream answers it.)
         return Err(AdminError::Invalid(
-            "that is a test identity that never opts out (validate@example.com, +12345678901), \
-             as on the official operator: nothing recorded"
+            "that is a test identity that never opts out (validate@example.com, +12345678901): \
+             generate, refresh and map ignore its opt-outs, as the official operator does, so \
+             nothing was recorded"
                 .into(),
         ));
     }

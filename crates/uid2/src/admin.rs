@@ -23,7 +23,8 @@ use crate::settings::GlobalArgs;
 pub(crate) enum ClientCommand {
     /// Creates a client and prints its API key and secret (shown only now).
     Add {
-        /// Unique name.
+        /// Unique name (not of the form of a key id, `UID2-C-…`: commands find clients by
+        /// either).
         #[arg(long)]
         name: String,
         /// The site the client acts for.

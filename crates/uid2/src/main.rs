@@ -7,9 +7,21 @@ macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         writeln!(std::io::stdout().lock(), $($arg)*)
-            .map_err(|e| anyhow::anyhow!("could not write to standard output: {e}"))
+            .map_err(|e| anyhow::Error::new($crate::StdoutGone(e)))
     }};
 }
+
+/// Standard output could not be written ([`say!`]).
+#[derive(Debug)]
+struct StdoutGone(std::io::Error);
+
+impl std::fmt::Display for StdoutGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not write to standard output: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutGone {}
 
 mod admin;
 mod bench;
@@ -72,10 +84,19 @@ enum Command {
 
 /// Runs the command; an error is printed as one line with its causes (`error: what: why`), and
 /// never with a backtrace, even when `RUST_BACKTRACE` is set: these are a user's mistakes or an
-/// unreachable store, not bugs, and the message is all they need.
+/// unreachable store, not bugs, and the message is all they need. A reader that closed the
+/// pipe (`uid2 client list | head -1`) ends the command quietly, as it ends `ls`, unless what
+/// was lost says more (a secret shown once adds how to get another).
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if e.chain().count() == 1
+                && e.downcast_ref::<StdoutGone>()
+                    .is_some_and(|g| g.0.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

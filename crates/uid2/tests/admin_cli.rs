@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{Api, ClientCreds, OperatorProcess, add_client, cli, init};
 use uid2_proto::encoding::base64_decode;
+use uid2_proto::identity::HashedIdentity;
 
 fn store() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +110,7 @@ fn key_rotation_refuses_settings_that_would_lose_keys() {
 }
 
 #[test]
-fn disable_names_exactly_one_client() {
+fn disable_and_enable_name_exactly_one_client() {
     let (_dir, store) = store();
     cli(
         &store,
@@ -322,12 +323,18 @@ fn sites_list_only_domains_client_side_generation_can_match() {
 #[test]
 fn admin_input_that_cannot_take_effect_is_refused_or_pointed_out() {
     let (_dir, store) = store();
+    let email_hash = HashedIdentity::from_email("validate@example.com")
+        .unwrap()
+        .hash;
+    let phone_hash = HashedIdentity::from_phone("+12345678901").unwrap().hash;
     for identity in [
         ["--email", "validate@example.com"],
         ["--phone", "+12345678901"],
+        ["--email-hash", email_hash.as_str()],
+        ["--phone-hash", phone_hash.as_str()],
     ] {
         let stderr = refused(&store, &["optout", "add", identity[0], identity[1]]);
-        assert!(stderr.contains("never opts out"), "{stderr}");
+        assert!(stderr.contains("never opts out"), "{identity:?}: {stderr}");
     }
     cli(&store, &["optout", "add", "--email", "someone@example.com"]);
 
@@ -506,13 +513,34 @@ async fn rekey_retires_the_old_key_and_keeps_the_client() {
     assert_eq!(listed.len(), 1, "{list}");
     assert_eq!(listed[0]["key_id"], new.key.split_once('.').unwrap().0);
 
-    // A disabled client stays disabled under its new key; an unknown one is refused.
+    // A disabled client stays disabled under its new key: refused until it is enabled.
     cli(&store, &["client", "disable", "publisher"]);
     let human = cli(&store, &["client", "rekey", "publisher"]);
     assert!(
         human.contains("disabled") && human.contains("API key:"),
         "{human}"
     );
+    let printed: Value =
+        serde_json::from_str(&cli(&store, &["client", "rekey", "publisher", "--json"])).unwrap();
+    let disabled = ClientCreds {
+        key: printed["key"].as_str().unwrap().to_owned(),
+        secret: base64_decode(printed["secret"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    };
+    // Over two sync intervals: the operator has loaded the new key, and refuses it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(generate(disabled.clone()).await.http, 401);
+    cli(&store, &["client", "enable", "publisher"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while generate(disabled.clone()).await.http != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the enabled client's new key is refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let stderr = refused(&store, &["client", "rekey", "nobody"]);
     assert!(stderr.contains("no client"), "{stderr}");
 }
@@ -538,4 +566,41 @@ fn a_key_that_cannot_be_shown_is_an_error_that_says_how_to_get_another() {
     assert!(stderr.contains("uid2 client rekey lost"), "{stderr}");
     let rekeyed = cli(&store, &["client", "rekey", "lost"]);
     assert!(rekeyed.contains("API key:"), "{rekeyed}");
+}
+
+/// A reader that closes the pipe early (`uid2 client list | head -1`) ends a listing quietly,
+/// but a key shown once that nobody read is still reported.
+#[test]
+fn a_closed_pipe_ends_a_listing_quietly_but_not_a_lost_key() {
+    let (_dir, store) = store();
+    let run_into_closed_pipe = |args: &[&str]| {
+        let mut child = support::uid2_command()
+            .args(["--store", &store])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the command has opened its store, so before it writes.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    };
+    let listed = run_into_closed_pipe(&["client", "list"]);
+    let stderr = String::from_utf8(listed.stderr).unwrap();
+    assert!(listed.status.success(), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+
+    let added = run_into_closed_pipe(&[
+        "client",
+        "add",
+        "--name",
+        "unread",
+        "--site-id",
+        "999",
+        "--roles",
+        "mapper",
+    ]);
+    let stderr = String::from_utf8(added.stderr).unwrap();
+    assert_eq!(added.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("uid2 client rekey unread"), "{stderr}");
 }

@@ -1,6 +1,6 @@
 //! The legacy v1 endpoints the 2021 publisher guide used: plain JSON (no envelope), Bearer auth,
-//! identities as query parameters; the v1 identity map answers a refused key with the plain
-//! text `Unauthorized`, as upstream. Unlike upstream, `/v1/token/generate` and the
+//! identities as query parameters; the v1 identity map, buckets and key routes answer a refused
+//! key with the plain text `Unauthorized`, as upstream. Unlike upstream, `/v1/token/generate` and the
 //! single-identity `GET /v1/identity/map` respect opt-outs (`{"status":"optout"}`): upstream
 //! they handed out tokens and raw UIDs of users who had opted out. Served unless
 //! [`OperatorConfig::legacy_api`](crate::OperatorConfig::legacy_api) is off.

@@ -2,7 +2,7 @@
 //! ops routes and the browser SDK, with CORS on every response.
 //!
 //! Bad input always gets a 4xx, with the UID2 status JSON (the one exception is the official
-//! plain-text `Unauthorized` of the v1 identity map); 5xx are kept for the operator's own trouble
+//! plain-text `Unauthorized` of the v1 identity map, buckets and key routes); 5xx are kept for the operator's own trouble
 //! (no active key, store unreachable), never for what a client sent.
 
 pub mod batch;
@@ -111,7 +111,8 @@ impl ApiError {
     }
 
     /// 401 with the text `Unauthorized`: what the official legacy routes registered with
-    /// `auth.handle` (the v1 identity map) answer, through Vert.x's failure handler.
+    /// `auth.handle` (the v1 identity map, buckets and keys) answer, through Vert.x's failure
+    /// handler.
     pub fn unauthorized_text() -> Self {
         Self {
             code: StatusCode::UNAUTHORIZED,

@@ -1,15 +1,21 @@
-//! Request paths as the official operator routes them: Vert.x normalises a path before it
-//! matches routes (percent-escapes of unreserved characters decoded, `.` and `..` segments
-//! resolved, repeated slashes collapsed) and ignores a trailing slash. SDKs rely on it without
-//! knowing: the official Python SDK joins `base_url + "/v2/…"`, so a base URL given with a
-//! trailing slash asks for `//v2/token/generate`.
+//! Request paths of the SDK-facing endpoints as the official operator routes them: Vert.x
+//! normalises a path before it matches routes (percent-escapes of unreserved characters
+//! decoded, `.` and `..` segments resolved, repeated slashes collapsed) and ignores a trailing
+//! slash. SDKs rely on it without knowing: the official Python SDK joins `base_url + "/v2/…"`,
+//! so a base URL given with a trailing slash asks for `//v2/token/generate`.
+//!
+//! Only paths that normalise to an API path (`/v1/…`, `/v2/…`, `/v3/…`, `/static/…`) are
+//! rewritten: the operator's own routes (`/metrics`, `/ops/…`) answer their exact path alone,
+//! so a proxy rule that keeps `/metrics` private by its path cannot be sidestepped with
+//! `//metrics`. Malformed escapes (`%zz`) are left as sent (upstream refuses the request; here
+//! it matches no route: a 404 either way for what an SDK never sends).
 
 use axum::extract::Request;
 use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
 
 /// `path` in the form routes are matched against, or `None` if it already is in that form
-/// (the common case, which allocates nothing).
+/// (the common case, which allocates nothing) or is not an API path.
 pub(crate) fn normalized(path: &str) -> Option<String> {
     if is_normal(path) {
         return None;
@@ -33,8 +39,11 @@ pub(crate) fn normalized(path: &str) -> Option<String> {
     if out.is_empty() {
         out.push('/');
     }
-    (out != path).then_some(out)
+    (out != path && API_PREFIXES.iter().any(|p| out.starts_with(p))).then_some(out)
 }
+
+/// The paths SDKs call, which are routed however they are spelled.
+const API_PREFIXES: [&str; 4] = ["/v1/", "/v2/", "/v3/", "/static/"];
 
 /// Whether `path` needs no normalising: it starts with a slash, has no empty, `.` or `..`
 /// segment, no trailing slash (but for `/` itself) and no percent-escape.
@@ -120,8 +129,7 @@ mod tests {
             ("/v2/token/%2Dx%7e", "/v2/token/-x~"),
             ("/v2/./token/../token/generate", "/v2/token/generate"),
             ("/../../v2/key/latest", "/v2/key/latest"),
-            ("//", "/"),
-            ("/é//x", "/é/x"),
+            ("/v2/é//x", "/v2/é/x"),
         ] {
             assert_eq!(normalized(sent).as_deref(), Some(routed), "{sent}");
         }
@@ -132,8 +140,44 @@ mod tests {
             "/a.b/..c",
             "/%2F",
             "/%zz/a%",
+            // The operator's own routes: their exact path only.
+            "//",
+            "//metrics",
+            "/metrics/",
+            "/%6detrics",
+            "/v2/../metrics",
+            "/ops//healthcheck",
         ] {
             assert_eq!(normalized(already), None, "{already}");
+        }
+    }
+
+    /// Any path (of the characters that matter): no panic, and a rewritten path is an API path
+    /// in normal form.
+    #[test]
+    fn every_path_normalises_safely() {
+        use rand::RngExt;
+        let pieces = [
+            "/", "/", ".", "..", "%", "2", "e", "F", "z", "v2", "é", "~", "%2e", "%2F",
+        ];
+        let mut rng = rand::rng();
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..12);
+            let path: String = (0..len)
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect();
+            let Some(out) = normalized(&path) else {
+                continue;
+            };
+            assert!(
+                API_PREFIXES.iter().any(|p| out.starts_with(p)),
+                "{path:?} -> {out:?}"
+            );
+            let rest = &out[1..];
+            assert!(
+                rest.split('/').all(|s| !matches!(s, "" | "." | "..")),
+                "{path:?} -> {out:?}"
+            );
         }
     }
 
