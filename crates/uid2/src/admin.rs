@@ -104,7 +104,11 @@ pub(crate) enum CstgCommand {
         json: bool,
     },
     /// Lists key pairs (public halves).
-    List,
+    List {
+        /// Print JSON (`subscription_id`, `site_id`, `public_key`, `disabled` of each).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `uid2 optout …`
@@ -441,7 +445,19 @@ pub(crate) async fn cstg(global: &GlobalArgs, command: CstgCommand) -> Result<()
                 )?;
             }
         }
-        CstgCommand::List => {
+        CstgCommand::List { json: true } => {
+            let list: Vec<_> = store
+                .cstg_keypairs()
+                .await?
+                .into_iter()
+                .map(|k| {
+                    json!({"subscription_id": k.subscription_id, "site_id": k.site_id,
+                           "public_key": k.public_key, "disabled": k.disabled})
+                })
+                .collect();
+            say!("{}", serde_json::Value::Array(list))?;
+        }
+        CstgCommand::List { json: false } => {
             for k in store.cstg_keypairs().await? {
                 let state = if k.disabled { "disabled" } else { "enabled" };
                 say!(

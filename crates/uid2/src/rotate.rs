@@ -20,7 +20,11 @@ use crate::settings::GlobalArgs;
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
     /// Lists keysets and keys (never secrets).
-    List,
+    List {
+        /// Print JSON: keysets, each with its keys (times in seconds since the epoch).
+        #[arg(long)]
+        json: bool,
+    },
     /// Adds a new key to every keyset (active after the lead time) and removes long-superseded ones.
     Rotate {
         /// Seconds before the new keys are used, so every operator and SDK holds them first.
@@ -64,7 +68,7 @@ fn days(d: Duration) -> f64 {
 pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()> {
     let store = open_store(global).await?.settled.store().clone();
     match command {
-        KeysCommand::List => {
+        KeysCommand::List { json } => {
             let keys = store.keys().await?;
             let keysets = store.keysets().await?;
             // The key each keyset encrypts with now, chosen as the operator chooses it.
@@ -74,6 +78,44 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
                 let text = format_local_date_time(s.saturating_mul(1000));
                 format!("{}Z", text.strip_suffix(".000").unwrap_or(&text))
             };
+            let key_state = |in_use: Option<u32>, k: &uid2_store::KeyRecord| {
+                if in_use == Some(k.id) {
+                    "in use"
+                } else if k.activates_s > now_s {
+                    "pending"
+                } else if k.expires_s <= now_s {
+                    "expired"
+                } else {
+                    "superseded"
+                }
+            };
+            if json {
+                let list: Vec<serde_json::Value> = keysets
+                    .iter()
+                    .map(|ks| {
+                        let in_use = state.ring.active_key(ks.id, now_s).map(|k| k.id);
+                        serde_json::json!({
+                            "id": ks.id,
+                            "site_id": ks.site_id,
+                            "name": ks.name,
+                            "enabled": ks.enabled,
+                            "default": ks.is_default,
+                            "keys": keys
+                                .iter()
+                                .filter(|k| k.keyset_id == ks.id)
+                                .map(|k| serde_json::json!({
+                                    "id": k.id,
+                                    "created": k.created_s,
+                                    "activates": k.activates_s,
+                                    "expires": k.expires_s,
+                                    "state": key_state(in_use, k),
+                                }))
+                                .collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                return say!("{}", serde_json::Value::Array(list));
+            }
             for ks in keysets {
                 say!(
                     "keyset {:>4} site {:>5} {:<20} {}{}",
@@ -85,15 +127,7 @@ pub(crate) async fn keys(global: &GlobalArgs, command: KeysCommand) -> Result<()
                 )?;
                 let in_use = state.ring.active_key(ks.id, now_s).map(|k| k.id);
                 for k in keys.iter().filter(|k| k.keyset_id == ks.id) {
-                    let state = if in_use == Some(k.id) {
-                        "in use"
-                    } else if k.activates_s > now_s {
-                        "pending"
-                    } else if k.expires_s <= now_s {
-                        "expired"
-                    } else {
-                        "superseded"
-                    };
+                    let state = key_state(in_use, k);
                     say!(
                         "  key {:>6}  activates {}  expires {}  {state}",
                         k.id,

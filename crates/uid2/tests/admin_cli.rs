@@ -235,6 +235,25 @@ fn keys_list_says_which_key_each_keyset_encrypts_with() {
         first_key.contains("T") && first_key.contains("Z  expires"),
         "{first_key}"
     );
+
+    // The same, for scripts: each keyset's keys with their state and epoch-second times.
+    let json: Value = serde_json::from_str(&cli(&store, &["keys", "list", "--json"])).unwrap();
+    let keysets = json.as_array().unwrap();
+    assert_eq!(keysets.len(), listed.matches("keyset ").count());
+    for keyset in keysets {
+        let keys = keyset["keys"].as_array().unwrap();
+        let states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["in use", "pending"], "{keyset}");
+        assert!(keys[1]["activates"].as_i64() > keys[0]["activates"].as_i64());
+    }
+
+    let cstg: Value = serde_json::from_str(&cli(&store, &["cstg", "list", "--json"])).unwrap();
+    let demo = &cstg.as_array().unwrap()[0];
+    assert_eq!(
+        (&demo["site_id"], &demo["disabled"]),
+        (&json!(999), &json!(false))
+    );
+    assert!(demo["public_key"].as_str().unwrap().starts_with("UID2-X-"));
 }
 
 /// A site lists what client-side generation can match: registrable domains, lower-cased, each
