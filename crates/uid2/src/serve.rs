@@ -54,11 +54,11 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
     );
     let metrics = match metrics_listener {
         Some(listener) => {
-            say!(
+            announce(say!(
                 "uid2 metrics on http://{}{}",
                 listener.local_addr()?,
                 http::METRICS_PATH
-            )?;
+            ));
             let app = http::metrics_router(operator.clone());
             let limits = settings.limits;
             Some(tokio::spawn(http::server::serve(
@@ -71,7 +71,7 @@ pub(crate) async fn run(settings: ServeSettings) -> Result<()> {
         None => None,
     };
     // Tests and scripts wait for this exact line.
-    say!("uid2 operator listening on http://{addr}")?;
+    announce(say!("uid2 operator listening on http://{addr}"));
     std::io::stdout().flush().ok();
 
     http::server::serve(
@@ -163,5 +163,13 @@ async fn warn_if_keys_expire_soon(
                 "keys expire soon: run `uid2 keys rotate` or serve with --rotate-keys-every"
             );
         }
+    }
+}
+
+/// An announcement's failure (nobody reads standard output any more) is logged: serving is what
+/// `serve` is for, and it goes on.
+fn announce(printed: Result<()>) {
+    if let Err(e) = printed {
+        tracing::warn!("{e}");
     }
 }
