@@ -33,7 +33,9 @@ impl BidstreamClient {
         Self::with_http_client(base_url, api_key, secret_b64, None)
     }
 
-    /// As [`new`](Self::new), with your own `reqwest` client (timeouts, proxies, TLS roots).
+    /// As [`new`](Self::new), with your own `reqwest` client (timeouts, proxies, TLS roots;
+    /// `None`: the default one). Yours replaces the default 30 s timeout: give it one, or a
+    /// call may wait as long as the network lets it.
     pub fn with_http_client(
         base_url: &str,
         api_key: &str,
@@ -77,7 +79,10 @@ impl BidstreamClient {
     }
 
     /// Decrypts an advertising token from a bid request. `domain_or_app_name` is the site domain
-    /// or app name of the bid request; it is checked for client-side generated tokens only.
+    /// or app name of the bid request; it is checked for client-side generated tokens only, as
+    /// the Java SDK checks it: equal (ASCII case aside) to a name the token's site lists in
+    /// `site_data`, so pass the host the site registered (`example.com`, not
+    /// `https://www.example.com/page`).
     pub fn decrypt_token_into_raw_uid(
         &self,
         token: &str,

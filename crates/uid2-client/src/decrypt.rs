@@ -33,8 +33,10 @@ use uid2_proto::token::{
 use crate::keys::KeyContainer;
 
 /// The outcome of a decryption, named as in the official SDKs. Not an error type: a bad token
-/// in the bid stream is data, and `Success` is one of the outcomes.
+/// in the bid stream is data, and `Success` is one of the outcomes. The official SDKs have added
+/// statuses over time, and so may this one: a `match` needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DecryptionStatus {
     /// Decrypted; the raw UID is in the response.
     Success,
@@ -63,6 +65,24 @@ pub enum DecryptionStatus {
 }
 
 impl DecryptionStatus {
+    /// The status's name in the official SDKs (`EXPIRED_TOKEN`, …), for logs and metrics that
+    /// must read the same whichever SDK decrypted.
+    pub fn official_name(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::NotAuthorizedForMasterKey => "NOT_AUTHORIZED_FOR_MASTER_KEY",
+            Self::NotAuthorizedForKey => "NOT_AUTHORIZED_FOR_KEY",
+            Self::NotInitialized => "NOT_INITIALIZED",
+            Self::InvalidPayload => "INVALID_PAYLOAD",
+            Self::ExpiredToken => "EXPIRED_TOKEN",
+            Self::KeysNotSynced => "KEYS_NOT_SYNCED",
+            Self::VersionNotSupported => "VERSION_NOT_SUPPORTED",
+            Self::InvalidIdentityScope => "INVALID_IDENTITY_SCOPE",
+            Self::DomainNameCheckFailed => "DOMAIN_NAME_CHECK_FAILED",
+            Self::InvalidTokenLifetime => "INVALID_TOKEN_LIFETIME",
+        }
+    }
+
     /// A short description, as the official SDKs word it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,8 +164,10 @@ impl DecryptionResponse {
     }
 }
 
-/// The outcome of a sharing encryption, named as in the official SDKs.
+/// The outcome of a sharing encryption, named as in the official SDKs (more may come: a `match`
+/// needs a `_` arm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncryptionStatus {
     /// No keys were ever loaded: call `refresh` first.
     #[error("keys not initialized")]
@@ -162,6 +184,19 @@ pub enum EncryptionStatus {
     /// The raw UID is not base64 of 32 or 33 bytes.
     #[error("encryption failure")]
     EncryptionFailure,
+}
+
+impl EncryptionStatus {
+    /// The status's name in the official SDKs (`KEYS_NOT_SYNCED`, …).
+    pub fn official_name(self) -> &'static str {
+        match self {
+            Self::NotInitialized => "NOT_INITIALIZED",
+            Self::KeysNotSynced => "KEYS_NOT_SYNCED",
+            Self::NotAuthorizedForMasterKey => "NOT_AUTHORIZED_FOR_MASTER_KEY",
+            Self::NotAuthorizedForKey => "NOT_AUTHORIZED_FOR_KEY",
+            Self::EncryptionFailure => "ENCRYPTION_FAILURE",
+        }
+    }
 }
 
 /// Which rules a decryption follows.

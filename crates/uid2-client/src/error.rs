@@ -8,6 +8,7 @@ use uid2_proto::envelope::EnvelopeError;
 
 /// A call to the UID2 service that did not produce an answer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The client secret is not base64 of 32 bytes.
     #[error("the client secret must be base64 of 32 bytes")]
@@ -15,9 +16,11 @@ pub enum Error {
     /// The input was refused before anything was sent (an invalid email, phone or hash).
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The request did not complete (connection, timeout, TLS).
-    #[error("HTTP request failed: {0}")]
-    Http(#[from] reqwest::Error),
+    /// The request did not complete (connection, timeout, TLS). Its text carries the whole
+    /// cause (`… error sending request …: connection refused`), as reqwest's own text alone
+    /// does not say why.
+    #[error("HTTP request failed: {}", with_causes(.0))]
+    Http(reqwest::Error),
     /// The service answered with an HTTP error; `status` is the UID2 status string of the body
     /// (`client_error`, `unauthorized`, `invalid_token`, `expired_token`, …) when it had one.
     #[error("UID2 service answered HTTP {http_status} ({status}){}", colon_then(.message))]
@@ -68,4 +71,25 @@ fn colon_then(message: &str) -> String {
     } else {
         format!(": {message}")
     }
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Http(e)
+    }
+}
+
+/// An error's text followed by each of its causes', `: `-separated, each once.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -270,6 +270,30 @@ impl IdentityMapV3Input {
         Ok(self)
     }
 
+    /// Email hashes (base64 SHA-256 of normalised emails).
+    pub fn from_hashed_emails(hashes: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self::new().with_hashed_emails(hashes)
+    }
+
+    /// Phone hashes (base64 SHA-256 of normalised phone numbers).
+    pub fn from_hashed_phones(hashes: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self::new().with_hashed_phones(hashes)
+    }
+
+    /// Adds email hashes.
+    pub fn with_hashed_emails(self, hashes: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        hashes
+            .into_iter()
+            .fold(self, |input, h| input.with_hashed_email(h.as_ref()))
+    }
+
+    /// Adds phone hashes.
+    pub fn with_hashed_phones(self, hashes: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        hashes
+            .into_iter()
+            .fold(self, |input, h| input.with_hashed_phone(h.as_ref()))
+    }
+
     /// Adds an email hash.
     pub fn with_hashed_email(mut self, hash: &str) -> Self {
         self.index.add(hash, hash);
@@ -360,7 +384,9 @@ impl IdentityMapClient {
         Self::with_http_client(base_url, api_key, secret_b64, None)
     }
 
-    /// As [`new`](Self::new), with your own `reqwest` client.
+    /// As [`new`](Self::new), with your own `reqwest` client (timeouts, proxies, TLS roots;
+    /// `None`: the default one). Yours replaces the default 30 s timeout: give it one, or a
+    /// call may wait as long as the network lets it.
     pub fn with_http_client(
         base_url: &str,
         api_key: &str,
@@ -426,6 +452,25 @@ pub fn read_buckets_answer(json: &[u8]) -> Result<Vec<IdentityBucket>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_are_sent_as_given_in_order() {
+        let input = IdentityMapV3Input::from_hashed_emails(["e1", "e2"])
+            .with_hashed_phones(vec!["p1".to_owned()])
+            .with_email("a@example.com")
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&input.to_json()).unwrap();
+        let emails = json["email_hash"].as_array().unwrap();
+        assert_eq!(
+            (emails.len(), &emails[0], &emails[1]),
+            (3, &"e1".into(), &"e2".into())
+        );
+        assert_eq!(json["phone_hash"], serde_json::json!(["p1"]));
+        assert_eq!(
+            IdentityMapV3Input::from_hashed_phones(["p"]).to_json(),
+            r#"{"email_hash":[],"phone_hash":["p"]}"#
+        );
+    }
 
     #[test]
     fn an_invalid_input_is_reported_without_quoting_it() {

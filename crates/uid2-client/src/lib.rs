@@ -1,8 +1,9 @@
 //! The UID2 client SDK for Rust.
 //!
-//! One client per role, each speaking the operator's v2 API exactly as the official SDKs do
-//! (Java, Python): the same requests, envelopes, statuses and checks, so it works against any
-//! UID2 operator, this project's or the official one.
+//! One client per role, each speaking the operator's v2 API exactly as the official SDKs do: the
+//! same requests, envelopes and statuses, and the checks of the Java SDK (the Python SDK leaves
+//! out the domain check of client-side generated tokens), so it works against any UID2 operator,
+//! this project's or the official one.
 //!
 //! - [`PublisherClient`]: generate an identity from an email or phone number, refresh it.
 //! - [`BidstreamClient`]: decrypt advertising tokens in bid requests (SSPs, DSPs).
@@ -38,7 +39,8 @@
 //!
 //! let client = BidstreamClient::new("https://prod.uidapi.com", "API key", "c2VjcmV0...")?;
 //! client.refresh().await?;
-//! let _refresher = client.start_auto_refresh(Duration::from_secs(3600));
+//! // Keep the handle for as long as you decrypt: dropping it stops the refresher.
+//! let refresher = client.start_auto_refresh(Duration::from_secs(3600));
 //! let result = client.decrypt_token_into_raw_uid(token, Some("publisher.example"));
 //! if let Some(raw_uid) = result.raw_uid {
 //!     println!("raw UID {raw_uid}");

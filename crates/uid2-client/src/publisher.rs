@@ -151,7 +151,9 @@ impl PublisherClient {
         Self::with_http_client(base_url, api_key, secret_b64, None)
     }
 
-    /// As [`new`](Self::new), with your own `reqwest` client.
+    /// As [`new`](Self::new), with your own `reqwest` client (timeouts, proxies, TLS roots;
+    /// `None`: the default one). Yours replaces the default 30 s timeout: give it one, or a
+    /// call may wait as long as the network lets it.
     pub fn with_http_client(
         base_url: &str,
         api_key: &str,
@@ -190,9 +192,10 @@ impl PublisherClient {
     /// with its `refresh_response_key`. An expired or unknown refresh token gives
     /// [`Error::Api`] with status `expired_token` or `invalid_token`.
     ///
-    /// The refreshed identity is returned as the operator sent it, as the official SDKs do: a
-    /// server whose clock is off must not turn a good refresh into an error (check
-    /// [`IdentityTokens::is_refreshable`] against your own clock if you need to).
+    /// As in the official Java and Python SDKs, a refreshed identity that is already expired or
+    /// no longer refreshable by this machine's clock is refused
+    /// ([`Error::MalformedResponse`], "invalid identity in token refresh response"): handing it
+    /// on would only fail later, in the browser or the bid stream.
     pub async fn refresh_token(&self, identity: &IdentityTokens) -> Result<TokenRefreshResponse> {
         let key: [u8; 32] = identity
             .refresh_response_key
@@ -208,17 +211,57 @@ impl PublisherClient {
         let sealed = base64_decode(body.trim_ascii())
             .map_err(|_| Error::malformed("the refresh answer is not base64"))?;
         let json = open_bare_response(&key, &sealed)?;
-        let answer = Answer::parse(&json)?;
-        if answer.is("optout") {
-            return Ok(TokenRefreshResponse::OptOut);
-        }
-        Ok(TokenRefreshResponse::Success(answer.into_success_body()?))
+        refresh_answer(&json, crate::now_ms())
     }
+}
+
+/// The outcome of a decrypted refresh answer, its identity checked against `now_ms`.
+fn refresh_answer(json: &[u8], now_ms: i64) -> Result<TokenRefreshResponse> {
+    let answer = Answer::parse(json)?;
+    if answer.is("optout") {
+        return Ok(TokenRefreshResponse::OptOut);
+    }
+    let identity: IdentityTokens = answer.into_success_body()?;
+    if identity.is_expired(now_ms) || !identity.is_refreshable(now_ms) {
+        return Err(Error::malformed(
+            "invalid identity in token refresh response: already expired or not refreshable by \
+             this machine's clock",
+        ));
+    }
+    Ok(TokenRefreshResponse::Success(identity))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refreshed_identity_must_be_usable_by_this_clock() {
+        let now = 1_700_000_000_000;
+        let answer = |expires: i64, refresh_expires: i64| {
+            format!(
+                r#"{{"status":"success","body":{{"advertising_token":"A4","refresh_token":"R",
+                "identity_expires":{expires},"refresh_expires":{refresh_expires},
+                "refresh_from":{now},"refresh_response_key":"k"}}}}"#
+            )
+        };
+        let hour = 3_600_000;
+        assert!(matches!(
+            refresh_answer(answer(now + hour, now + 2 * hour).as_bytes(), now),
+            Ok(TokenRefreshResponse::Success(id)) if id.identity_expires == now + hour
+        ));
+        for (expires, refresh_expires) in [(now - 1, now + hour), (now + hour, now - 1)] {
+            let refused = refresh_answer(answer(expires, refresh_expires).as_bytes(), now);
+            assert!(
+                matches!(&refused, Err(Error::MalformedResponse(m)) if m.contains("invalid identity")),
+                "{refused:?}"
+            );
+        }
+        assert!(matches!(
+            refresh_answer(br#"{"status":"optout"}"#, now),
+            Ok(TokenRefreshResponse::OptOut)
+        ));
+    }
 
     #[test]
     fn generate_inputs_hash_like_the_official_sdks() {

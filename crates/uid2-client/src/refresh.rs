@@ -136,21 +136,31 @@ impl KeySource {
                     )),
                 };
                 let succeeded = outcome.is_ok();
+                let mut last_error = task_stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 match outcome {
                     Ok(()) => {
                         task_stats.successes.fetch_add(1, Ordering::Relaxed);
+                        task_stats.consecutive_failures.store(0, Ordering::Relaxed);
                         task_stats
                             .last_success_ms
                             .store(crate::now_ms(), Ordering::Relaxed);
+                        *last_error = None;
                     }
                     Err(e) => {
                         task_stats.failures.fetch_add(1, Ordering::Relaxed);
-                        *task_stats
-                            .last_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        task_stats
+                            .consecutive_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        task_stats
+                            .last_failure_ms
+                            .store(crate::now_ms(), Ordering::Relaxed);
+                        *last_error = Some(e);
                     }
                 }
+                drop(last_error);
                 wait = schedule.after(succeeded);
             }
         });
@@ -162,14 +172,22 @@ impl KeySource {
 struct RefreshStats {
     successes: AtomicU64,
     failures: AtomicU64,
+    consecutive_failures: AtomicU64,
     last_success_ms: AtomicI64,
+    last_failure_ms: AtomicI64,
     last_error: Mutex<Option<String>>,
 }
 
-/// A running background refresher. It stops when this handle is dropped or [`stop`]ped.
+/// A running background refresher. It stops when this handle is dropped or [`stop`]ped, so keep
+/// it as long as the service runs (a field of your service, not a `_` binding in a setup
+/// function): once stopped, the keys age until decryption answers `KeysNotSynced`.
+///
+/// For a health check: [`consecutive_failures`](Self::consecutive_failures) is 0 while refreshes
+/// succeed, and [`last_success_ms`](Self::last_success_ms) says how old the keys are.
 ///
 /// [`stop`]: AutoRefresh::stop
 #[derive(Debug)]
+#[must_use = "dropping the handle stops the refresher: keep it as long as the service runs"]
 pub struct AutoRefresh {
     handle: tokio::task::JoinHandle<()>,
     stats: Arc<RefreshStats>,
@@ -186,12 +204,23 @@ impl AutoRefresh {
         self.stats.failures.load(Ordering::Relaxed)
     }
 
+    /// Refreshes that failed since the last one that succeeded (0 while they succeed).
+    pub fn consecutive_failures(&self) -> u64 {
+        self.stats.consecutive_failures.load(Ordering::Relaxed)
+    }
+
     /// When the last refresh succeeded (Unix ms), if one has.
     pub fn last_success_ms(&self) -> Option<i64> {
         Some(self.stats.last_success_ms.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 
-    /// The error of the last failed refresh, if any failed.
+    /// When the last refresh failed (Unix ms), if one has.
+    pub fn last_failure_ms(&self) -> Option<i64> {
+        Some(self.stats.last_failure_ms.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// The error of the last refresh if it failed; `None` once a refresh succeeds again (as the
+    /// official Python SDK's refresher keeps it).
     pub fn last_error(&self) -> Option<String> {
         self.stats
             .last_error

@@ -28,7 +28,9 @@ impl SharingClient {
         Self::with_http_client(base_url, api_key, secret_b64, None)
     }
 
-    /// As [`new`](Self::new), with your own `reqwest` client.
+    /// As [`new`](Self::new), with your own `reqwest` client (timeouts, proxies, TLS roots;
+    /// `None`: the default one). Yours replaces the default 30 s timeout: give it one, or a
+    /// call may wait as long as the network lets it.
     pub fn with_http_client(
         base_url: &str,
         api_key: &str,

@@ -94,7 +94,7 @@ impl<'a> Answer<'a> {
 
 impl Transport {
     /// A transport for `base_url` (e.g. `https://prod.uidapi.com`), the API key and the client
-    /// secret (base64). `http` replaces the default client (30 s timeout).
+    /// secret (base64). `http` replaces the default client (30 s timeout), timeout included.
     pub(crate) fn new(
         base_url: &str,
         api_key: &str,
@@ -102,6 +102,18 @@ impl Transport {
         http: Option<reqwest::Client>,
     ) -> Result<Self> {
         let secret = decode_secret(secret_b64)?;
+        // Checked now, not at the first request: a base URL without its scheme would otherwise
+        // fail every call with reqwest's bare "builder error".
+        let base_url = base_url.trim().trim_end_matches('/');
+        match reqwest::Url::parse(base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "the base URL {base_url:?} is not an http:// or https:// URL \
+                     (e.g. https://prod.uidapi.com)"
+                )));
+            }
+        }
         let bearer = HeaderValue::from_str(&format!("Bearer {}", api_key.trim()))
             .map_err(|_| Error::InvalidInput("the API key is not a valid header value".into()))?;
         let http = match http {
@@ -111,7 +123,7 @@ impl Transport {
                 .build()?,
         };
         Ok(Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_url: base_url.to_owned(),
             bearer,
             secret: GcmKey::new(&secret),
             http,

@@ -538,7 +538,9 @@ async fn background_refresher_picks_up_a_new_key() {
     }
     assert!(refresher.successes() >= 1);
     assert_eq!(refresher.failures(), 0);
+    assert_eq!(refresher.consecutive_failures(), 0);
     assert!(refresher.last_success_ms().is_some());
+    assert!(refresher.last_error().is_none() && refresher.last_failure_ms().is_none());
     assert!(bidstream.keys().unwrap().key(next_id).is_some());
 
     // The DSP's key is disabled: refreshes fail, are counted, and the keys in use stay.
@@ -551,6 +553,8 @@ async fn background_refresher_picks_up_a_new_key() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(failing.last_error().unwrap().contains("unauthorized"));
+    assert!(failing.consecutive_failures() >= 1);
+    assert!(failing.last_failure_ms().is_some());
     assert!(
         bidstream
             .decrypt_token_into_raw_uid(&identity.advertising_token, None)

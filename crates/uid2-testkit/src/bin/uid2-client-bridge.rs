@@ -15,10 +15,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use uid2_client::{
-    BidstreamClient, DecryptionResponse, DecryptionStatus, EncryptionStatus, IdentityType,
-    SharingClient,
-};
+use uid2_client::{BidstreamClient, DecryptionResponse, IdentityType, SharingClient};
 
 const SECRET: &str = "ioG3wKxAokmp+rERx6A4kM/13qhyolUXIu14WN16Spo=";
 
@@ -49,25 +46,9 @@ fn now_ms(c: &Value) -> i64 {
     c["now_ms"].as_i64().unwrap_or_else(uid2_client::now_ms)
 }
 
-fn status_name(s: DecryptionStatus) -> &'static str {
-    match s {
-        DecryptionStatus::Success => "SUCCESS",
-        DecryptionStatus::NotAuthorizedForMasterKey => "NOT_AUTHORIZED_FOR_MASTER_KEY",
-        DecryptionStatus::NotAuthorizedForKey => "NOT_AUTHORIZED_FOR_KEY",
-        DecryptionStatus::NotInitialized => "NOT_INITIALIZED",
-        DecryptionStatus::InvalidPayload => "INVALID_PAYLOAD",
-        DecryptionStatus::ExpiredToken => "EXPIRED_TOKEN",
-        DecryptionStatus::KeysNotSynced => "KEYS_NOT_SYNCED",
-        DecryptionStatus::VersionNotSupported => "VERSION_NOT_SUPPORTED",
-        DecryptionStatus::InvalidIdentityScope => "INVALID_IDENTITY_SCOPE",
-        DecryptionStatus::DomainNameCheckFailed => "DOMAIN_NAME_CHECK_FAILED",
-        DecryptionStatus::InvalidTokenLifetime => "INVALID_TOKEN_LIFETIME",
-    }
-}
-
 fn answer(r: &DecryptionResponse) -> Value {
     json!({
-        "status": status_name(r.status),
+        "status": r.status.official_name(),
         "uid": r.uid(),
         "site_id": r.site_id,
         "site_key_site_id": r.site_key_site_id,
@@ -125,12 +106,6 @@ fn encrypt(c: &Value) -> Result<Value> {
         .ok_or_else(|| anyhow!("missing raw_uid"))?;
     match sharing(c["keys_json"].as_str())?.encrypt_raw_uid_into_token_at(raw_uid, now_ms(c)) {
         Ok(token) => Ok(json!({ "token": token })),
-        Err(status) => Ok(json!({ "status": match status {
-            EncryptionStatus::NotInitialized => "NOT_INITIALIZED",
-            EncryptionStatus::KeysNotSynced => "KEYS_NOT_SYNCED",
-            EncryptionStatus::NotAuthorizedForMasterKey => "NOT_AUTHORIZED_FOR_MASTER_KEY",
-            EncryptionStatus::NotAuthorizedForKey => "NOT_AUTHORIZED_FOR_KEY",
-            EncryptionStatus::EncryptionFailure => "ENCRYPTION_FAILURE",
-        }})),
+        Err(status) => Ok(json!({ "status": status.official_name() })),
     }
 }
