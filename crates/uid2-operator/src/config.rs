@@ -94,6 +94,11 @@ pub struct ConfigError(pub String);
 /// the configured lifetime acceptable despite rounding and small clock differences.
 const TOKEN_LIFETIME_TOLERANCE_S: u64 = 10;
 
+/// The shortest store poll interval allowed.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest: an opt-out must reach every operator within a minute at worst.
+pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(60);
+
 impl OperatorConfig {
     /// Checks the lifetime constraints the official operator enforces: refresh token ≥
     /// advertising token ≥ refresh-from, all positive.
@@ -126,6 +131,16 @@ impl OperatorConfig {
         }
         if self.request_timeout.is_zero() {
             return Err(ConfigError("the request timeout must be positive".into()));
+        }
+        if !(MIN_SYNC_INTERVAL..=MAX_SYNC_INTERVAL).contains(&self.sync_interval) {
+            // Faster is a store query storm (and a log line per failed poll in an outage);
+            // slower, opt-outs and disabled keys take minutes to reach this operator.
+            return Err(ConfigError(format!(
+                "sync_interval_ms ({} ms) must be between {} and {} ms",
+                self.sync_interval.as_millis(),
+                MIN_SYNC_INTERVAL.as_millis(),
+                MAX_SYNC_INTERVAL.as_millis()
+            )));
         }
         if let Some(max) = self.max_bidstream_lifetime
             && max < self.identity_token_expires_after
@@ -220,5 +235,30 @@ mod tests {
             ..OperatorConfig::default()
         };
         assert!(c.validate().is_err());
+        let zero = OperatorConfig {
+            identity_token_expires_after: Duration::ZERO,
+            ..OperatorConfig::default()
+        };
+        let e = zero.validate().unwrap_err().to_string();
+        assert!(e.contains("identity_token_expires_after"), "{e}");
+    }
+
+    #[test]
+    fn the_sync_interval_is_kept_sensible() {
+        for ms in [0, 9, 60_001, u64::MAX / 2] {
+            let c = OperatorConfig {
+                sync_interval: Duration::from_millis(ms),
+                ..OperatorConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("sync_interval_ms"), "{ms}: {e}");
+        }
+        for ms in [10, 250, 60_000] {
+            let c = OperatorConfig {
+                sync_interval: Duration::from_millis(ms),
+                ..OperatorConfig::default()
+            };
+            c.validate().unwrap();
+        }
     }
 }

@@ -254,8 +254,16 @@ pub fn redact_url(url: &str) -> String {
     }
     match url.split_once("://") {
         Some((scheme, rest)) if scheme != "sqlite" && rest.contains('@') => format!("{scheme}://…"),
+        None if is_connection_string(url) => "a key=value connection string".to_owned(),
         _ => url.to_owned(),
     }
+}
+
+/// Whether `url` has the form of PostgreSQL's `key=value` connection strings (`host=db
+/// password=…`), which are not store URLs: read as a SQLite file name, one would create a local
+/// store named after the password, and an operator on it would never see the fleet's opt-outs.
+fn is_connection_string(url: &str) -> bool {
+    !url.contains("://") && url.contains('=')
 }
 
 async fn open_url(url: &str, setup: Setup) -> Result<Option<Arc<dyn Store>>> {
@@ -266,6 +274,9 @@ async fn open_url(url: &str, setup: Setup) -> Result<Option<Arc<dyn Store>>> {
             return Ok(store.map(|s| Arc::new(s) as Arc<dyn Store>));
         }
         #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::BadUrl(url.to_owned()));
+    }
+    if is_connection_string(url) {
         return Err(StoreError::BadUrl(url.to_owned()));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -301,6 +312,10 @@ mod tests {
             ),
             ("postgres://me:s3cret@host:port/x", "postgres://…"),
             ("mysql://root:s3cret@localhost/uid2", "mysql://…"),
+            (
+                "host=db user=uid2 password=s3cret dbname=uid2",
+                "a key=value connection string",
+            ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
@@ -322,5 +337,14 @@ mod tests {
         let message = err.to_string();
         assert!(!message.contains("hunter2"), "{message}");
         assert!(message.contains("mysql://"), "{message}");
+
+        // A connection string is no file name: refused, not created, and never shown.
+        let dir = tempfile::tempdir().unwrap();
+        let conninfo = format!("{}/host=db password=hunter2", dir.path().display());
+        let Err(err) = open(&conninfo).await else {
+            panic!("a connection string opened");
+        };
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -32,7 +32,7 @@ pub(crate) struct ServeArgs {
     /// Seconds after which clients should refresh (default 3600, the official production value).
     #[arg(long, env = "UID2_REFRESH_IDENTITY_TOKEN_AFTER")]
     pub refresh_identity_token_after: Option<u64>,
-    /// How often to poll the store for changes, milliseconds (default 250).
+    /// How often to poll the store for changes, milliseconds (default 250; 10 to 60000).
     #[arg(long, env = "UID2_SYNC_INTERVAL_MS")]
     pub sync_interval_ms: Option<u64>,
     /// Serve `/ops/baseline` for `uid2 bench` (default false).
@@ -87,7 +87,7 @@ pub(crate) struct ServeArgs {
 pub(crate) struct GlobalArgs {
     /// The store: `sqlite://PATH` (default `sqlite://uid2-data/uid2.db`, relative to the
     /// working directory) or `postgres://…`.
-    #[arg(long, global = true, env = "UID2_STORE")]
+    #[arg(long, global = true, env = "UID2_STORE", hide_env_values = true)]
     pub store: Option<String>,
     /// TOML file with any settings of every command or of `uid2 serve` (keys as the flags, with
     /// `_`); flags and `UID2_*` variables take precedence.
@@ -362,10 +362,10 @@ pub(crate) struct ApiClientArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// API key.
-    #[arg(long, env = "UID2_API_KEY")]
+    #[arg(long, env = "UID2_API_KEY", hide_env_values = true)]
     pub key: String,
     /// Client secret (base64).
-    #[arg(long, env = "UID2_SECRET_KEY")]
+    #[arg(long, env = "UID2_SECRET_KEY", hide_env_values = true)]
     pub secret: String,
 }
 

@@ -264,3 +264,31 @@ async fn a_backup_taken_while_serving_holds_everything_acknowledged_before_it() 
         assert_eq!(answer.json["status"], status, "{email}");
     }
 }
+
+/// A password in the store URL or a client secret given by environment never shows: not in
+/// `--help` (which lists environment values), not when a connection string is mistaken for a
+/// file name.
+#[test]
+fn secrets_given_by_environment_never_show() {
+    let out = uid2_command()
+        .env("UID2_STORE", "postgres://uid2:s3cretpw@db.example/uid2")
+        .env("UID2_SECRET_KEY", "s3cretkey")
+        .args(["bench", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("UID2_STORE"), "{help}");
+    assert!(!help.contains("s3cret"), "{help}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = uid2_command()
+        .current_dir(dir.path())
+        .args(["--store", "host=db user=uid2 password=s3cretpw", "init"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    assert!(stderr.contains("connection string"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -41,22 +41,27 @@ fn health_answer(
     config: &crate::OperatorConfig,
     now: i64,
 ) -> (StatusCode, String) {
-    let text = health_text(health, config, now);
     let behind_ms = now - health.last_success_ms();
+    let sync_ms = i64::try_from(config.sync_interval.as_millis()).unwrap_or(i64::MAX);
     match config.max_staleness {
         Some(max) if behind_ms > i64::try_from(max.as_millis()).unwrap_or(i64::MAX) => {
+            // A 503 always says why, even within the grace the OK answer gives a slow sync.
+            let text = health_text(health, now, 0);
             let detail = text.strip_prefix("OK").unwrap_or(&text);
             (StatusCode::SERVICE_UNAVAILABLE, format!("STALE{detail}"))
         }
-        _ => (StatusCode::OK, text),
+        _ => (
+            StatusCode::OK,
+            health_text(health, now, STALE_AFTER_MS.max(sync_ms.saturating_mul(4))),
+        ),
     }
 }
 
-/// The healthcheck's body at `now`.
-fn health_text(health: &crate::StoreHealth, config: &crate::OperatorConfig, now: i64) -> String {
+/// The healthcheck's body at `now`: `OK`, and what is wrong with the store once the data is
+/// more than `grace_ms` behind.
+fn health_text(health: &crate::StoreHealth, now: i64, grace_ms: i64) -> String {
     let behind_ms = now - health.last_success_ms();
-    let sync_ms = i64::try_from(config.sync_interval.as_millis()).unwrap_or(i64::MAX);
-    if behind_ms <= STALE_AFTER_MS.max(sync_ms.saturating_mul(4)) {
+    if behind_ms <= grace_ms {
         return "OK".to_owned();
     }
     let behind_s = behind_ms / 1000;
@@ -168,7 +173,10 @@ mod tests {
             .await
             .unwrap();
         let op = Operator::load(settled, config).await.unwrap();
-        assert_eq!(health_text(op.store_health(), &op.config, now_ms()), "OK");
+        assert_eq!(
+            health_answer(op.store_health(), &op.config, now_ms()).1,
+            "OK"
+        );
 
         // The store cannot be reached: read 30 s on (rather than waiting), health says so.
         down.store(true, Ordering::SeqCst);
@@ -177,7 +185,7 @@ mod tests {
             Err(crate::SyncError::Store(StoreError::Unavailable(_)))
         ));
         let later = now_ms() + 30_000;
-        let health = health_text(op.store_health(), &op.config, later);
+        let health = health_answer(op.store_health(), &op.config, later).1;
         assert!(
             health.starts_with("OK\nstore: unreachable for 30 s, not fully synced for 30 s"),
             "{health}"
@@ -198,7 +206,7 @@ mod tests {
             op.sync_once().await,
             Err(crate::SyncError::Store(StoreError::Corrupt(_)))
         ));
-        let health = health_text(op.store_health(), &op.config, now_ms() + 30_000);
+        let health = health_answer(op.store_health(), &op.config, now_ms() + 30_000).1;
         assert!(
             health.starts_with("OK\nstore: reachable, but not fully synced for 30 s"),
             "{health}"
@@ -223,12 +231,23 @@ mod tests {
             body.starts_with("STALE\nstore: reachable, but not fully synced for 6"),
             "{body}"
         );
+        // A 503 says why even before the OK answer would (its 10 s grace).
+        let quick = OperatorConfig {
+            max_staleness: Some(std::time::Duration::from_secs(5)),
+            ..OperatorConfig::default()
+        };
+        let (status, body) = health_answer(health, &quick, now_ms() + 6_000);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.starts_with("STALE\nstore: reachable, but not fully"),
+            "{body}"
+        );
         // A long sync interval is not staleness: four of them pass before the body says so.
         let slow = OperatorConfig {
             sync_interval: std::time::Duration::from_secs(30),
             ..OperatorConfig::default()
         };
-        assert_eq!(health_text(health, &slow, now_ms() + 100_000), "OK");
-        assert_ne!(health_text(health, &slow, now_ms() + 130_000), "OK");
+        assert_eq!(health_answer(health, &slow, now_ms() + 100_000).1, "OK");
+        assert_ne!(health_answer(health, &slow, now_ms() + 130_000).1, "OK");
     }
 }

@@ -277,7 +277,8 @@ pub(crate) async fn sync_once(
     // answering with an error).
     let (mut store_failed, mut unreachable) = (false, false);
     let mut fail = |e: SyncError, what: &str| {
-        tracing::warn!(error = %e, "reloading {what} failed; serving the previous ones");
+        // The loop reports the first error, and a failing store once, not per part per tick.
+        tracing::debug!(error = %e, "reloading {what} failed; serving the previous ones");
         if let SyncError::Store(e) = &e {
             store_failed = true;
             unreachable |= matches!(e, StoreError::Unavailable(_));
@@ -371,16 +372,89 @@ pub(crate) async fn sync_once(
 pub(crate) fn spawn(op: Arc<Operator>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut background = Background::default();
+        let mut failures = FailureLog::default();
         let mut tick = tokio::time::interval(op.config.sync_interval.max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = sync_once(&op, Some(&mut background)).await {
-                tracing::warn!(error = %e, "store sync incomplete; serving from the last snapshot");
-            }
+            let now = tokio::time::Instant::now();
+            match sync_once(&op, Some(&mut background)).await {
+                Ok(_) => failures.succeeded(now),
+                Err(e) => failures.failed(&e, now),
+            };
             background.compact_if_due(&op);
         }
     })
+}
+
+/// How often a sync that keeps failing is reported again.
+const FAILURE_REMINDER: Duration = Duration::from_secs(30);
+
+/// What the sync loop logs of failures: the first at once, a changed error at once, then a
+/// reminder every [`FAILURE_REMINDER`] while they last, and the recovery: an outage of the store
+/// is a few lines, not one per poll (four a second at the default interval).
+#[derive(Debug, Default)]
+struct FailureLog {
+    /// Since when syncs fail, how many have, when it was last said, and what.
+    ongoing: Option<Ongoing>,
+}
+
+#[derive(Debug)]
+struct Ongoing {
+    since: tokio::time::Instant,
+    failures: u64,
+    said_at: tokio::time::Instant,
+    said: String,
+}
+
+impl FailureLog {
+    /// Records a failed sync; returns whether it was logged.
+    fn failed(&mut self, e: &SyncError, now: tokio::time::Instant) -> bool {
+        let text = e.to_string();
+        let say = match &mut self.ongoing {
+            None => {
+                self.ongoing = Some(Ongoing {
+                    since: now,
+                    failures: 1,
+                    said_at: now,
+                    said: text.clone(),
+                });
+                true
+            }
+            Some(o) => {
+                o.failures += 1;
+                let due = o.said != text || now.duration_since(o.said_at) >= FAILURE_REMINDER;
+                if due {
+                    o.said_at = now;
+                    o.said.clone_from(&text);
+                }
+                due
+            }
+        };
+        if say {
+            let o = self.ongoing.as_ref().expect("set above");
+            tracing::warn!(
+                error = %text,
+                failed_syncs = o.failures,
+                failing_for_s = now.duration_since(o.since).as_secs(),
+                "store sync incomplete; serving from the last snapshot"
+            );
+        }
+        say
+    }
+
+    /// Records a successful sync; returns whether it ended a run of failures (and said so).
+    fn succeeded(&mut self, now: tokio::time::Instant) -> bool {
+        let Some(o) = self.ongoing.take() else {
+            return false;
+        };
+        tracing::info!(
+            failed_syncs = o.failures,
+            failed_for_s = now.duration_since(o.since).as_secs(),
+            "store sync recovered"
+        );
+        true
+    }
 }
 
 #[cfg(test)]
@@ -402,6 +476,27 @@ mod tests {
         let given = crate::deployment::GivenSettings::all(config.raw_uid_settings());
         let settled = crate::deployment::settle(store, &given).await.unwrap();
         (dir, Operator::load(settled, config).await.unwrap())
+    }
+
+    #[test]
+    fn a_failing_store_is_reported_once_then_every_reminder_and_at_recovery() {
+        let mut log = FailureLog::default();
+        let start = tokio::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let down = SyncError::Store(StoreError::Unavailable("connection refused".into()));
+        assert!(log.failed(&down, at(0)), "the first failure");
+        // Four polls a second for a minute: two reminders.
+        let said: usize = (1..240).filter(|i| log.failed(&down, at(i * 250))).count();
+        assert_eq!(said, 1, "one reminder by 59.75 s");
+        assert!(log.failed(&down, at(60_000)), "the second reminder");
+        let other = SyncError::Store(StoreError::Busy("lock timeout".into()));
+        assert!(
+            log.failed(&other, at(60_250)),
+            "a different error is said at once"
+        );
+        assert!(log.succeeded(at(60_500)), "the recovery");
+        assert!(!log.succeeded(at(60_750)));
+        assert!(log.failed(&down, at(61_000)), "a new outage");
     }
 
     #[tokio::test]
