@@ -246,9 +246,10 @@ async fn open_with(url: &str, setup: Setup) -> Result<Option<Arc<dyn Store>>> {
 pub fn redact_url(url: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
-        return url
-            .parse::<tokio_postgres::Config>()
-            .map_or_else(|_| "postgres://…".to_owned(), |c| postgres::describe(&c));
+        return postgres::parse_url(url).map_or_else(
+            |_| "postgres://…".to_owned(),
+            |(c, _)| postgres::describe(&c),
+        );
         #[cfg(not(feature = "postgres"))]
         return "postgres://…".to_owned();
     }

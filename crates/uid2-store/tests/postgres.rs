@@ -292,3 +292,64 @@ async fn eventually<T, F: Future<Output = Result<T>>>(mut call: impl FnMut() -> 
         }
     }
 }
+
+/// A database that takes TLS connections only, its certificate for `localhost` from a private
+/// CA: every mode that encrypts connects (the checking ones only with the CA given, and
+/// `verify-full` only by the certificate's name), `disable` is turned away by the server, and
+/// no refusal shows the password.
+#[tokio::test]
+#[ignore = "needs PostgreSQL server binaries; scripts/test.sh runs it"]
+async fn tls_is_used_and_checked_as_the_url_asks() {
+    let cluster = PgCluster::start_tls_only().unwrap();
+    let ca = cluster.ca_file().display().to_string();
+    let port = cluster
+        .url()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let by_ip = |params: &str| format!("postgres://postgres:pw@127.0.0.1:{port}/postgres?{params}");
+    let by_name = |params: &str| cluster.localhost_url(params);
+
+    let connects = [
+        by_name(""), // prefer: TLS, as the server offers it
+        by_name("sslmode=require"),
+        by_name(&format!("sslmode=verify-full&sslrootcert={ca}")),
+        by_name(&format!("sslmode=verify-ca&sslrootcert={ca}")),
+        // verify-ca does not care which name the certificate is for.
+        by_ip(&format!("sslmode=verify-ca&sslrootcert={ca}")),
+        // require with a root certificate checks the chain, as libpq does.
+        by_name(&format!("sslmode=require&sslrootcert={ca}")),
+    ];
+    for url in &connects {
+        let store = open(url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        store.generations().await.unwrap();
+    }
+
+    let refused = [
+        // The server takes no plain connection.
+        (by_name("sslmode=disable"), "no encryption"),
+        // Not the name the certificate is for.
+        (
+            by_ip(&format!("sslmode=verify-full&sslrootcert={ca}")),
+            "not valid for name",
+        ),
+        // The private CA is not among the system's roots.
+        (by_name("sslmode=verify-full"), "UnknownIssuer"),
+    ];
+    for (url, why) in &refused {
+        let Err(e) = open(url).await else {
+            panic!("{url} connected");
+        };
+        let message = e.to_string();
+        assert!(message.contains(why), "{url}: {message}");
+        assert!(!message.contains(":pw@"), "{message}");
+    }
+    let Err(e) = open(&by_name("sslmode=allow")).await else {
+        panic!("sslmode=allow accepted");
+    };
+    assert!(matches!(e, StoreError::BadUrl(_)), "{e}");
+}

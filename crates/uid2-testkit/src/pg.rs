@@ -5,6 +5,9 @@
 //! cluster runs as the unprivileged user named by `UID2_PG_USER` (default `uid2pg`), which
 //! `scripts/test.sh` creates.
 //!
+//! [`PgCluster::start_tls_only`] starts one that refuses connections without TLS, with a
+//! certificate for `localhost` from a test CA of its own (generated with rcgen).
+//!
 //! Outages come in two kinds: [`PgCluster::stop`] shuts the server down (connections are
 //! refused), [`PgCluster::pause`] freezes it with `SIGSTOP` (connections are accepted by the
 //! kernel and then never answered, as with a hung host or a network partition).
@@ -58,6 +61,8 @@ pub struct PgCluster {
     bin: PathBuf,
     user: Option<String>,
     port: u16,
+    /// Server options besides the port and sockets (TLS).
+    options: String,
 }
 
 fn bin_dir() -> Result<PathBuf> {
@@ -123,6 +128,71 @@ fn run_tool(mut cmd: Command, tool: &str) -> Result<Output> {
 impl PgCluster {
     /// Creates and starts a cluster.
     pub fn start() -> Result<Self> {
+        Self::create()?.started()
+    }
+
+    /// Creates and starts a cluster that takes TLS connections only (`hostssl` in
+    /// `pg_hba.conf`, plain ones rejected), its certificate for `localhost` (not `127.0.0.1`)
+    /// issued by a test CA whose certificate is at [`ca_file`](Self::ca_file).
+    pub fn start_tls_only() -> Result<Self> {
+        let mut cluster = Self::create()?;
+        let tls = |e: rcgen::Error| PgError::Tool {
+            tool: "rcgen".into(),
+            output: e.to_string(),
+        };
+        let ca_key = rcgen::KeyPair::generate().map_err(tls)?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "uid2-rs test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(tls)?;
+        let server_key = rcgen::KeyPair::generate().map_err(tls)?;
+        let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .and_then(|p| p.signed_by(&server_key, &ca))
+            .map_err(tls)?;
+        let data = cluster.dir.join("data");
+        let hba = "local all all trust\n\
+                   hostssl all all 127.0.0.1/32 trust\n\
+                   hostnossl all all 127.0.0.1/32 reject\n";
+        for (name, text, mode) in [
+            ("server.crt", server.pem(), 0o644),
+            ("server.key", server_key.serialize_pem(), 0o600),
+            ("pg_hba.conf", hba.to_owned(), 0o600),
+        ] {
+            let path = data.join(name);
+            std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(io(format!("protecting {}", path.display())))?;
+            if let Some(user) = &cluster.user {
+                let (uid, gid) = user_id(user)?;
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(io(format!("giving {} to {user}", path.display())))?;
+            }
+        }
+        let ca_path = cluster.ca_file();
+        std::fs::write(&ca_path, ca.pem()).map_err(io(format!("writing {}", ca_path.display())))?;
+        cluster.options =
+            " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        cluster.started()
+    }
+
+    /// The PEM certificate of the CA that issued a TLS-only cluster's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The URL of the `postgres` database with `localhost` for its host (the name the
+    /// certificate of a TLS-only cluster is for) and `params` as its query.
+    pub fn localhost_url(&self, params: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/postgres?{params}",
+            self.port
+        )
+    }
+
+    /// A new cluster's data directory (`initdb`), not started.
+    fn create() -> Result<Self> {
         let bin = bin_dir()?;
         let user =
             is_root().then(|| std::env::var("UID2_PG_USER").unwrap_or_else(|_| "uid2pg".into()));
@@ -137,11 +207,12 @@ impl PgCluster {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                 .map_err(io(format!("giving {} to {user}", dir.display())))?;
         }
-        let mut cluster = Self {
+        let cluster = Self {
             dir,
             bin,
             user,
             port: free_port()?,
+            options: String::new(),
         };
         let data = cluster.data_dir();
         cluster.run(
@@ -158,6 +229,12 @@ impl PgCluster {
                 "--no-sync",
             ],
         )?;
+        Ok(cluster)
+    }
+
+    /// Starts the server, on another free port if the one picked was taken meanwhile.
+    fn started(mut self) -> Result<Self> {
+        let cluster = &mut self;
         for attempt in 1.. {
             let log_before = cluster.log().len();
             let Err(e) = cluster.start_server() else {
@@ -172,7 +249,7 @@ impl PgCluster {
             }
             cluster.port = free_port()?;
         }
-        Ok(cluster)
+        Ok(self)
     }
 
     fn data_dir(&self) -> String {
@@ -203,9 +280,10 @@ impl PgCluster {
 
     fn start_server(&self) -> Result<()> {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=100",
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=100{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.options
         );
         self.run(
             "pg_ctl",

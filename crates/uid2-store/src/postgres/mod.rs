@@ -7,6 +7,7 @@
 
 mod conn;
 mod pool;
+pub(crate) mod tls;
 
 use std::time::Duration;
 
@@ -27,6 +28,13 @@ use pool::{Limit, Pool};
 pub struct PostgresStore {
     pool: Pool,
     description: String,
+}
+
+/// The connection settings and the TLS settings of a store URL.
+pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, tls::TlsSettings)> {
+    let bad = || StoreError::BadUrl(url.to_owned());
+    let (rest, tls) = tls::split_url(url).ok_or_else(bad)?;
+    Ok((rest.parse().map_err(|_| bad())?, tls))
 }
 
 /// The server and database of `config`, never its credentials.
@@ -58,15 +66,14 @@ impl PostgresStore {
     /// Connects to `url` as `setup` allows: with [`Setup::ExistingOnly`], `None` for a
     /// database without the schema, which is left as it is.
     pub async fn connect_with(url: &str, setup: Setup) -> Result<Option<Self>> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::BadUrl(url.to_owned()))?;
+        let (mut config, tls) = parse_url(url)?;
         config
             .connect_timeout(pool::CALL_DEADLINE)
-            .keepalives_idle(Duration::from_secs(10));
+            .keepalives_idle(Duration::from_secs(10))
+            .ssl_mode(tls.ssl_mode());
         let store = Self {
             description: describe(&config),
-            pool: Pool::new(config),
+            pool: Pool::new(config, tls.connector()?),
         };
         let now = crate::schema::now_s();
         let has_schema = store

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::conn::pg_err;
 use crate::{Result, StoreError};
@@ -39,6 +40,8 @@ pub(super) enum Limit {
 /// A pool of connections to one database.
 pub(super) struct Pool {
     config: tokio_postgres::Config,
+    /// Protects every connection as the URL's `sslmode` asks (see [`super::tls`]).
+    tls: MakeRustlsConnect,
     idle: Mutex<Vec<Client>>,
     slots: Semaphore,
     breaker: Breaker,
@@ -52,9 +55,10 @@ fn timed_out(what: &str) -> StoreError {
 }
 
 impl Pool {
-    pub(super) fn new(config: tokio_postgres::Config) -> Self {
+    pub(super) fn new(config: tokio_postgres::Config, tls: MakeRustlsConnect) -> Self {
         Self {
             config,
+            tls,
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(POOL_SIZE),
             breaker: Breaker::default(),
@@ -123,7 +127,11 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Client> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(pg_err)?;
+        let (client, connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(pg_err)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "PostgreSQL connection ended");
