@@ -1,7 +1,7 @@
 // Names and numbers that pages, Prebid.js and the operator already depend on.
 // Bump VERSION when the served script changes: it reaches the operator as
 // `?client=uid2-rs-sdk-<VERSION>` and is the only way to tell builds apart in its logs.
-const VERSION = '0.1.4';
+const VERSION = '0.1.5';
 const CLIENT_VERSION = 'uid2-rs-sdk-' + VERSION;
 
 const IdentityStatus = Object.freeze({

@@ -297,8 +297,11 @@ class UID2 {
     const hadUsable = !!this._identity && !isOptoutMarker(this._identity);
     this._clearTimer();
     if (isOptoutMarker(candidate) && Number(candidate.refresh_expires) > now) {
-      this._identity = candidate;
-      this._persisted = this._store.save(candidate);
+      // Renewed on every page that finds it, as the official SDK does: the opt-out is
+      // forgotten only after three days without a visit, not three days after it was made.
+      const renewed = makeOptoutMarker(now);
+      this._identity = renewed;
+      this._persisted = this._store.save(renewed);
       this._report(IdentityStatus.OPTOUT, 'User has opted out');
       return;
     }

@@ -109,6 +109,11 @@ test('a remembered opt-out is reported on the next page load', () => {
   assert.equal(t.statuses[0].status, IdentityStatus.OPTOUT);
   assert.equal(t.sdk.hasOptedOut(), true);
   assert.deepEqual(eventTypes(t.events), [EventType.SdkLoaded, EventType.InitCompleted, EventType.OptoutReceived]);
+  // Renewed by the visit, as the official SDK renews it: three days from now, not from the
+  // opt-out.
+  const renewed = storedIdentity(t.localStorage);
+  assert.equal(renewed.status, 'optout');
+  assert.equal(renewed.refresh_expires, t.clock.now() + 72 * 3600 * 1000);
 });
 
 test('expired_token (400 plain JSON, as API-key callers get it) -> REFRESH_EXPIRED, cleared', async () => {
