@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
@@ -71,7 +71,11 @@ pub(crate) fn split_url(url: &str) -> Option<(String, TlsSettings)> {
         match pair.split_once('=') {
             Some(("sslmode", value)) => mode_given = Some(value),
             Some(("sslrootcert", value)) => {
-                settings.root_cert = Some(PathBuf::from(percent_decode(value)?));
+                // Escaped as URL parameters are: a path may hold spaces or `&`.
+                let path = percent_encoding::percent_decode_str(value)
+                    .decode_utf8()
+                    .ok()?;
+                settings.root_cert = Some(PathBuf::from(path.as_ref()));
             }
             _ => kept.push(pair),
         }
@@ -93,28 +97,6 @@ pub(crate) fn split_url(url: &str) -> Option<(String, TlsSettings)> {
     Some((url, settings))
 }
 
-/// `%XX` escapes of a URL parameter decoded (a path may hold spaces or `&`); `None` if they do
-/// not make UTF-8.
-fn percent_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = value
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 impl TlsSettings {
     /// What tokio-postgres is told to negotiate.
     pub(crate) fn ssl_mode(&self) -> SslMode {
@@ -131,28 +113,28 @@ impl TlsSettings {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| StoreError::Rejected(format!("TLS set-up: {e}")))?;
-        let config = match self.mode {
-            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => builder
+        let config = if self.mode == TlsMode::VerifyFull {
+            builder.with_webpki_verifier(self.chain_verifier(provider)?)
+        } else {
+            let chain = (self.mode == TlsMode::VerifyCa)
+                .then(|| self.chain_verifier(provider.clone()))
+                .transpose()?;
+            builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptOnly(
-                    provider.signature_verification_algorithms,
-                ))),
-            TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                let verifier =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider)
-                        .build()
-                        .map_err(|e| StoreError::Rejected(format!("TLS set-up: {e}")))?;
-                if self.mode == TlsMode::VerifyCa {
-                    builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
-                } else {
-                    builder.with_webpki_verifier(verifier)
-                }
-            }
+                .with_custom_certificate_verifier(Arc::new(LibpqVerifier {
+                    chain,
+                    algorithms: provider.signature_verification_algorithms,
+                }))
         }
         .with_no_client_auth();
         Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// A verifier of the certificate chain (and name) against [`roots`](Self::roots).
+    fn chain_verifier(&self, provider: Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>> {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider)
+            .build()
+            .map_err(|e| StoreError::Rejected(format!("TLS set-up: {e}")))
     }
 
     /// The roots to trust: `sslrootcert`'s, or the system's.
@@ -185,51 +167,16 @@ impl TlsSettings {
     }
 }
 
-/// `require` and `prefer`: the connection is encrypted and the server's handshake signature is
-/// checked, but not who signed its certificate (libpq's meaning of these modes).
+/// The checks of `prefer`, `require` (no certificate check: the connection is encrypted and the
+/// handshake signed by the certificate's key, whoever issued it, as libpq has it) and
+/// `verify-ca` (`chain`: the issuer is checked as `verify-full` checks it, the name is not).
 #[derive(Debug)]
-struct EncryptOnly(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct LibpqVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca`: the chain is checked as `verify-full` checks it, the name is not.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for LibpqVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -238,10 +185,10 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -255,7 +202,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -264,11 +211,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

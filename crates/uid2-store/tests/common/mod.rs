@@ -246,26 +246,18 @@ pub async fn exercise(store: &dyn Store) {
     // Rekey: new key material under the same name, site, roles and state; the old key id is
     // gone, and a key id no client has (or a lookup hash another client holds) changes nothing.
     let g2 = store.generations().await.unwrap().clients;
-    let old = store
-        .clients()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name == "second")
-        .unwrap();
+    let second = async || {
+        let clients = store.clients().await.unwrap();
+        clients.into_iter().find(|c| c.name == "second").unwrap()
+    };
+    let old = second().await;
     let mut fresh = client("second-rekeyed", 5);
     fresh.secret = [7; 32];
     fresh.key_salt = "salt2".into();
     fresh.key_hash = "hash2".into();
     assert!(store.rekey_client(&old.key_id, &fresh).await.unwrap());
     assert!(store.generations().await.unwrap().clients > g2);
-    let rekeyed = store
-        .clients()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name == "second")
-        .unwrap();
+    let rekeyed = second().await;
     assert_eq!(
         rekeyed,
         ClientRecord {
