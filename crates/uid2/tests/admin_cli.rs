@@ -1,38 +1,17 @@
 //! Admin commands refuse what would quietly harm a running deployment: a client of no site, key
 //! rotation settings that overflow or drop keys live tokens need, a client name that could be
-//! taken for another client's key id, a forged API key naming a client; a rekey retires a leaked key on a running operator and keeps the client.
+//! taken for another client's key id, a forged API key naming a client, input that could never
+//! take effect. (Rekeys and keys that cannot be shown: `client_keys.rs`.)
 
 mod support;
 
-use std::process::Output;
-
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
-use support::{Api, ClientCreds, OperatorProcess, add_client, cli, init};
-use uid2_proto::encoding::base64_decode;
+use support::{add_client, cli, initialised_store, refused};
 use uid2_proto::identity::HashedIdentity;
-
-fn store() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
-    init(&store);
-    (dir, store)
-}
-
-fn refused(store: &str, args: &[&str]) -> String {
-    let out: Output = support::run(store, &[], args);
-    assert!(
-        !out.status.success(),
-        "uid2 {args:?} succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
-}
 
 #[test]
 fn a_client_needs_an_existing_site() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     let stderr = refused(
         &store,
         &[
@@ -89,7 +68,7 @@ fn a_client_needs_an_existing_site() {
 
 #[test]
 fn key_rotation_refuses_settings_that_would_lose_keys() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     let before = cli(&store, &["keys", "list"]);
     // `u64::MAX` meant as "forever" would have wrapped to a negative retention and removed the
     // keys in use; a lead that large, to keys activating before they were made.
@@ -115,7 +94,7 @@ fn key_rotation_refuses_settings_that_would_lose_keys() {
 
 #[test]
 fn disable_and_enable_name_exactly_one_client() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     cli(
         &store,
         &["site", "add", "--id", "1001", "--name", "Publisher"],
@@ -176,7 +155,7 @@ fn disable_and_enable_name_exactly_one_client() {
 
 #[test]
 fn updating_a_site_says_which_domains_it_loses() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     let added = cli(
         &store,
         &[
@@ -200,7 +179,7 @@ fn updating_a_site_says_which_domains_it_loses() {
 
 #[test]
 fn keys_list_says_which_key_each_keyset_encrypts_with() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     // New keys wait an hour (the default lead) before the operators use them.
     cli(&store, &["keys", "rotate"]);
     let listed = cli(&store, &["keys", "list"]);
@@ -246,7 +225,7 @@ fn keys_list_says_which_key_each_keyset_encrypts_with() {
 /// once; anything else is refused with what to list instead, and nothing is stored.
 #[test]
 fn sites_list_only_domains_client_side_generation_can_match() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     for (domain, says) in [
         ("www.example.com", r#"list "example.com""#),
         ("https://example.com/path", "not a domain name"),
@@ -327,7 +306,7 @@ fn sites_list_only_domains_client_side_generation_can_match() {
 /// can use it from.
 #[test]
 fn admin_input_that_cannot_take_effect_is_refused_or_pointed_out() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     let email_hash = HashedIdentity::from_email("validate@example.com")
         .unwrap()
         .hash;
@@ -411,7 +390,7 @@ fn bench_refuses_settings_that_measure_nothing() {
 
 #[test]
 fn bench_says_when_the_operator_has_no_baseline_route() {
-    let (_dir, store) = store();
+    let (_dir, store) = initialised_store();
     cli(
         &store,
         &["site", "add", "--id", "1001", "--name", "Publisher"],
@@ -439,173 +418,4 @@ fn bench_says_when_the_operator_has_no_baseline_route() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--bench-baseline true"), "{stderr}");
-}
-
-/// `uid2 client rekey`: a running operator refuses the old key within a second and takes the
-/// new one; the client keeps its name, site, roles and state, and tokens it minted with the old
-/// key still refresh.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rekey_retires_the_old_key_and_keeps_the_client() {
-    let (_dir, store) = store();
-    cli(
-        &store,
-        &["site", "add", "--id", "1001", "--name", "Publisher"],
-    );
-    let old = add_client(&store, "publisher", 1001, "generator,mapper");
-    let operator = OperatorProcess::start(&store, &[]);
-    let api = Api::default();
-    let generate = |client: ClientCreds| {
-        let (api, url) = (api.clone(), operator.url.clone());
-        async move {
-            api.call(
-                &url,
-                &client,
-                "/v2/token/generate",
-                &json!({"email": "rekeyed@example.com"}),
-            )
-            .await
-        }
-    };
-    let before = generate(old.clone()).await;
-    assert_eq!(before.json["status"], "success", "{before:?}");
-
-    // By the API key itself, as for `disable`; the new key and secret are printed once.
-    let printed: Value =
-        serde_json::from_str(&cli(&store, &["client", "rekey", &old.key, "--json"])).unwrap();
-    assert_eq!(
-        (&printed["name"], &printed["site_id"], &printed["roles"]),
-        (
-            &json!("publisher"),
-            &json!(1001),
-            &json!(["generator", "mapper"])
-        )
-    );
-    let new = ClientCreds {
-        key: printed["key"].as_str().unwrap().to_owned(),
-        secret: base64_decode(printed["secret"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    };
-    assert_ne!(new.key, old.key);
-    assert_ne!(new.secret, old.secret);
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = generate(old.clone()).await;
-        if answer.http == 401 {
-            assert_eq!(answer.json, json!({"status": "unauthorized"}));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the old key still works: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let after = generate(new.clone()).await;
-    assert_eq!(after.json["status"], "success", "{after:?}");
-    let refreshed = api.refresh(&operator.url, &before.json["body"]).await;
-    assert_eq!(refreshed.json["status"], "success", "{refreshed:?}");
-
-    let list: Value = serde_json::from_str(&cli(&store, &["client", "list", "--json"])).unwrap();
-    let listed: Vec<&Value> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["name"] == "publisher")
-        .collect();
-    assert_eq!(listed.len(), 1, "{list}");
-    assert_eq!(listed[0]["key_id"], new.key.split_once('.').unwrap().0);
-
-    // A disabled client stays disabled under its new key: refused until it is enabled.
-    cli(&store, &["client", "disable", "publisher"]);
-    let human = cli(&store, &["client", "rekey", "publisher"]);
-    assert!(
-        human.contains("disabled") && human.contains("API key:"),
-        "{human}"
-    );
-    let printed: Value =
-        serde_json::from_str(&cli(&store, &["client", "rekey", "publisher", "--json"])).unwrap();
-    let disabled = ClientCreds {
-        key: printed["key"].as_str().unwrap().to_owned(),
-        secret: base64_decode(printed["secret"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    };
-    // Over two sync intervals: the operator has loaded the new key, and refuses it.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(generate(disabled.clone()).await.http, 401);
-    cli(&store, &["client", "enable", "publisher"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while generate(disabled.clone()).await.http != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the enabled client's new key is refused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stderr = refused(&store, &["client", "rekey", "nobody"]);
-    assert!(stderr.contains("no client"), "{stderr}");
-}
-
-/// A new client's key is printed once: when it cannot be (standard output is a full disk), the
-/// command fails without a panic and says how to get the client a key it can show.
-#[test]
-fn a_key_that_cannot_be_shown_is_an_error_that_says_how_to_get_another() {
-    let (_dir, store) = store();
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let out = support::uid2_command()
-        .args(["--store", &store, "client", "add", "--name", "lost"])
-        .args(["--site-id", "999", "--roles", "generator"])
-        .stdout(full)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("uid2 client rekey lost"), "{stderr}");
-    let rekeyed = cli(&store, &["client", "rekey", "lost"]);
-    assert!(rekeyed.contains("API key:"), "{rekeyed}");
-}
-
-/// A reader that closes the pipe early (`uid2 client list | head -1`) ends a listing quietly,
-/// but a key shown once that nobody read is still reported.
-#[test]
-fn a_closed_pipe_ends_a_listing_quietly_but_not_a_lost_key() {
-    let (_dir, store) = store();
-    let run_into_closed_pipe = |args: &[&str]| {
-        let mut child = support::uid2_command()
-            .args(["--store", &store])
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Closed before the command has opened its store, so before it writes.
-        drop(child.stdout.take());
-        child.wait_with_output().unwrap()
-    };
-    let listed = run_into_closed_pipe(&["client", "list"]);
-    let stderr = String::from_utf8(listed.stderr).unwrap();
-    assert!(listed.status.success(), "{stderr}");
-    assert!(!stderr.contains("error"), "{stderr}");
-
-    let added = run_into_closed_pipe(&[
-        "client",
-        "add",
-        "--name",
-        "unread",
-        "--site-id",
-        "999",
-        "--roles",
-        "mapper",
-    ]);
-    let stderr = String::from_utf8(added.stderr).unwrap();
-    assert_eq!(added.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("uid2 client rekey unread"), "{stderr}");
 }

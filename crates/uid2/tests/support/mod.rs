@@ -81,6 +81,26 @@ pub fn init(store: &str) -> String {
     cli(store, &["init"])
 }
 
+/// A new initialised SQLite store in a directory of its own (kept while the guard lives), and
+/// its URL.
+pub fn initialised_store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("uid2.db").display());
+    init(&store);
+    (dir, store)
+}
+
+/// Runs an admin command that must fail, and returns what it wrote to stderr.
+pub fn refused(store: &str, args: &[&str]) -> String {
+    let out = run(store, &[], args);
+    assert!(
+        !out.status.success(),
+        "uid2 {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
 /// An API client as `uid2 client add --json` prints it.
 #[derive(Clone)]
 pub struct ClientCreds {
@@ -89,6 +109,17 @@ pub struct ClientCreds {
 }
 
 impl ClientCreds {
+    /// The key and secret of what `uid2 client add --json` (or `client rekey --json`) printed.
+    pub fn from_printed(printed: &Value) -> Self {
+        Self {
+            key: printed["key"].as_str().unwrap().to_owned(),
+            secret: base64_decode(printed["secret"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        }
+    }
+
     /// The secret as `uid2 client add` prints it and the SDKs take it: base64.
     pub fn secret_base64(&self) -> String {
         base64_encode(&self.secret)
@@ -121,14 +152,7 @@ pub fn add_client_with(
         roles,
         "--json",
     ]);
-    let v: Value = serde_json::from_str(&cli(store, &args)).unwrap();
-    ClientCreds {
-        key: v["key"].as_str().unwrap().to_owned(),
-        secret: base64_decode(v["secret"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    }
+    ClientCreds::from_printed(&serde_json::from_str(&cli(store, &args)).unwrap())
 }
 
 /// A running `uid2 serve`.
