@@ -338,17 +338,16 @@ pub async fn add_client(
     // A client of no site would mint tokens under the fallback publisher key that no site
     // owns, and no one could tell whose they are.
     if !store.sites().await?.iter().any(|s| s.id == site_id) {
-        return Err(AdminError::Invalid(
-            if site_id <= FALLBACK_PUBLISHER_SITE_ID {
-                format!(
-                    "no site {site_id}: site ids {FALLBACK_PUBLISHER_SITE_ID} and below are reserved; \
-                 add a site of the client's own (uid2 site add --id N --name …, N above \
-                 {FALLBACK_PUBLISHER_SITE_ID})"
-                )
-            } else {
-                format!("no site {site_id}: add it first (uid2 site add --id {site_id} --name …)")
-            },
-        ));
+        let reserved = FALLBACK_PUBLISHER_SITE_ID;
+        let hint = if site_id <= reserved {
+            format!(
+                "site ids {reserved} and below are reserved; add a site of the client's own \
+                 (uid2 site add --id N --name …, N above {reserved})"
+            )
+        } else {
+            format!("add it first (uid2 site add --id {site_id} --name …)")
+        };
+        return Err(AdminError::Invalid(format!("no site {site_id}: {hint}")));
     }
     let client = make_client(&pepper, config, name, site_id, roles, now_ms / 1000, rng);
     store.insert_client(&client.record).await?;
